@@ -1,0 +1,72 @@
+"""livedag: Parsl's programming model, a live DAG in Jupyter, failures you can read.
+
+General layout: the names below are the whole public API; each is imported on first use,
+so `import livedag` stays cheap. The engine lives in `dataflow` (the kernel), `apps` (the
+decorators), `futures`, `config`, `memo`, `errors`, `events` (the stream every view reads);
+executors and providers in their packages; everything Jupyter in `livedag.jupyter`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0.dev0"
+
+# name -> module that defines it
+_EXPORTS = {
+    "python_app": "livedag.apps",
+    "bash_app": "livedag.apps",
+    "join_app": "livedag.apps",
+    "AUTO_LOGNAME": "livedag.apps",
+    "Config": "livedag.config",
+    "DataFlowKernel": "livedag.dataflow",
+    "load": "livedag.dataflow",
+    "dfk": "livedag.dataflow",
+    "clear": "livedag.dataflow",
+    "wait_for_current_tasks": "livedag.dataflow",
+    "resubmit": "livedag.dataflow",
+    "AppFuture": "livedag.futures",
+    "DataFuture": "livedag.futures",
+    "File": "livedag.futures",
+    "ThreadPoolExecutor": "livedag.executors.threads",
+    "HighThroughputExecutor": "livedag.executors.htex",
+    "BasicMemoizer": "livedag.memo",
+    "SHALLOW_DEPENDENCY_RESOLVER": "livedag.dependency_resolvers",
+    "DEEP_DEPENDENCY_RESOLVER": "livedag.dependency_resolvers",
+    "TaskState": "livedag.task",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'livedag' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
+if TYPE_CHECKING:
+    from livedag.apps import AUTO_LOGNAME, bash_app, join_app, python_app
+    from livedag.config import Config
+    from livedag.dataflow import (
+        DataFlowKernel,
+        clear,
+        dfk,
+        load,
+        resubmit,
+        wait_for_current_tasks,
+    )
+    from livedag.dependency_resolvers import DEEP_DEPENDENCY_RESOLVER, SHALLOW_DEPENDENCY_RESOLVER
+    from livedag.executors.htex import HighThroughputExecutor
+    from livedag.executors.threads import ThreadPoolExecutor
+    from livedag.futures import AppFuture, DataFuture, File
+    from livedag.memo import BasicMemoizer
+    from livedag.task import TaskState

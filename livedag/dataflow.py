@@ -1,0 +1,853 @@
+"""The DataFlowKernel: turns app calls into tasks and runs each one when its inputs are ready.
+
+    app(*args) ─> submit ─> TaskRecord + AppFuture ─> (inputs pending) ─> _dep_done ...
+                                                          │ all inputs done
+                                                          v
+                 memo hit ─> memo_done          _launch_if_ready ─> dep_fail (an input failed)
+                                                          │
+                                                          v
+                 executor.submit(TaskCall) ─> exec future ─> _exec_done ─> exec_done | retry | failed
+                                                                       └─> joining (join apps)
+
+Completing one future can complete many others (memo hits, dependency failures, lifted
+`fut[key]`). Those cascades go through a per-thread work queue (`_soon`) instead of nested
+callbacks, so a 10,000-step chain of failures never hits Python's recursion limit.
+The kernel publishes events for every move; it never imports the UI, sockets or schedulers.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import functools
+import itertools
+import logging
+import os
+import random
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+from typing import Any
+
+from livedag import events as ev
+from livedag.apps import (
+    AUTO_LOGNAME,
+    SPECIAL_KWARGS,
+    AppBase,
+    call_kwargs,
+    run_bash,
+    run_with_walltime,
+)
+from livedag.config import Config
+from livedag.errors import (
+    ConfigurationError,
+    DependencyError,
+    ExecutorError,
+    JoinError,
+    NoDataFlowKernelError,
+    PropagatedException,
+    RemoteError,
+    RootCause,
+    TaskCancelled,
+    TaskContext,
+    exception_message,
+    exception_name,
+)
+from livedag.executors.base import Executor, TaskCall
+from livedag.futures import AppFuture, DataFuture, File
+from livedag.task import TaskRecord, TaskState, TryRecord, check_move
+
+logger = logging.getLogger("livedag")
+
+INTERNAL = "_livedag_internal"
+_S = TaskState
+
+
+class _InlineExecutor(Executor):
+    """Runs tiny internal tasks (lifted `fut[key]`, `fut.attr`) right where they become ready."""
+
+    label = "_livedag_inline"
+
+    def submit(self, call: TaskCall) -> Future[Any]:
+        fut: Future[Any] = Future()
+        try:
+            fut.set_result(call.fn(*call.args, **call.kwargs))
+        except BaseException as exc:
+            fut.set_exception(exc)
+        return fut
+
+
+class DataFlowKernel:
+    """Owns the tasks of one loaded Config and the executors that run them."""
+
+    def __init__(self, config: Config | None = None) -> None:
+        from livedag.executors.threads import ThreadPoolExecutor
+
+        self.config = config if config is not None else Config()
+        if not isinstance(self.config, Config):
+            raise ConfigurationError(
+                f"livedag.load() takes a livedag.Config, got {type(self.config).__name__}"
+            )
+        self.run_dir = _make_run_dir(self.config.run_dir)
+        self._log_handler = _start_logging(self.config, self.run_dir)
+        self.bus = ev.EventBus()
+        self.tasks: dict[int, TaskRecord] = {}
+        self._ids = itertools.count()
+        self._last_id = -1
+        self._lock = threading.Lock()
+        self._tl = threading.local()
+        self._closed = False
+        self.task_origin: str | None = None  # set by the Jupyter extension per cell
+        self.hostname = socket.gethostname()
+        from livedag.dependency_resolvers import DEEP_DEPENDENCY_RESOLVER
+
+        self._deep = self.config.dependency_resolver is DEEP_DEPENDENCY_RESOLVER or bool(
+            getattr(self.config.dependency_resolver, "deep", False)
+        )
+        self._resolver = self.config.dependency_resolver
+
+        self.memoizer = self.config.memoizer
+        if self.memoizer.checkpoint_files is None and self.memoizer.memoize:
+            # Results checkpointed by earlier runs in the same run dir are reused.
+            from livedag.memo import get_all_checkpoints
+
+            self.memoizer.checkpoint_files = get_all_checkpoints(self.config.run_dir)
+        self.memoizer.start(self.run_dir)
+
+        self.executors: dict[str, Executor] = {}
+        internal = ThreadPoolExecutor(
+            label=INTERNAL, max_threads=self.config.internal_tasks_max_threads
+        )
+        self._inline = _InlineExecutor()
+        for ex in [*self.config.executors, internal, self._inline]:
+            self._start_executor(ex)
+        self._user_labels = [ex.label for ex in self.config.executors]
+        logger.info("livedag kernel loaded: run dir %s, executors %s", self.run_dir,
+                    ", ".join(self._user_labels))
+
+    # ------------------------------------------------------------ executors
+    def _start_executor(self, ex: Executor) -> None:
+        ex_dir = os.path.join(self.run_dir, ex.label) if not ex.label.startswith("_") else self.run_dir
+        try:
+            ex.start(self._on_executor_event, ex_dir)
+        except Exception as exc:
+            for started in self.executors.values():
+                started.shutdown()
+            raise ExecutorError(ex.label, f"failed to start: {type(exc).__name__}: {exc}") from exc
+        self.executors[ex.label] = ex
+
+    def add_executors(self, executors: Iterable[Executor]) -> None:
+        for ex in executors:
+            if ex.label in self.executors:
+                raise ConfigurationError(f"an executor labelled {ex.label!r} is already loaded")
+            self._start_executor(ex)
+            self._user_labels.append(ex.label)
+
+    def _on_executor_event(self, event: ev.Event) -> None:
+        """Executors report running tasks and their output here; then it goes on the bus."""
+        kind = type(event)
+        if kind is ev.TaskOutput:
+            record = self.tasks.get(event.task_id)  # type: ignore[attr-defined]
+            if record is not None and record.try_number == event.try_number:  # type: ignore[attr-defined]
+                buf = record.stdout if event.stream == "stdout" else record.stderr  # type: ignore[attr-defined]
+                buf.append(event.text)  # type: ignore[attr-defined]
+        elif kind is ev.TaskStateChanged:
+            record = self.tasks.get(event.task_id)  # type: ignore[attr-defined]
+            if record is None:
+                return
+            with self._lock:
+                if record.state is not _S.LAUNCHED or record.try_number != event.try_number:  # type: ignore[attr-defined]
+                    return
+                record.state = _S.RUNNING
+            t = record.tries[-1]
+            t.started, t.host, t.pid = event.time, event.host, event.pid  # type: ignore[attr-defined]
+            t.block_id, t.job_id = event.block_id, event.job_id  # type: ignore[attr-defined]
+        if self.bus.active:
+            self.bus.publish(event)
+
+    # ------------------------------------------------------------ submit
+    def submit(self, app: AppBase, args: tuple[Any, ...], kwargs: dict[str, Any]) -> AppFuture:
+        """Make a task for one app call; it runs when its inputs are ready."""
+        if self._closed:
+            raise NoDataFlowKernelError(
+                f"cannot run {app.__name__!r}: this DataFlowKernel was cleaned up; "
+                "call livedag.load() again"
+            )
+        kw = {**app.kwargs, **kwargs} if app.kwargs else dict(kwargs)
+        label = self._pick_executor(app)
+        self._last_id = tid = next(self._ids)
+        record = TaskRecord(
+            id=tid,
+            app_name=app.__name__,
+            func=app.func,
+            args=args,
+            kwargs=kw,
+            executor=label,
+            kind=app.kind,
+            memoize=app.cache and self.memoizer.memoize,
+            ignore_for_cache=app.ignore_for_cache,
+            origin=self.task_origin,
+        )
+        if kw:
+            self._special_kwargs(record, kw)
+        fut = AppFuture(record, self)
+        record.app_fu = fut
+        for df in record.outputs:
+            df.app_fut = fut
+        return self._enter(record, fut)
+
+    def submit_internal(self, name: str, fn: Callable[..., Any], args: tuple[Any, ...]) -> AppFuture:
+        """A tiny task of livedag's own (Parsl's lifted `fut[key]` and `fut.attr`)."""
+        record = TaskRecord(id=next(self._ids), app_name=name, func=fn, args=args, kwargs={},
+                            executor=self._inline.label, kind="internal",
+                            origin=self.task_origin)
+        fut = AppFuture(record, self)
+        record.app_fu = fut
+        return self._enter(record, fut)
+
+    def _enter(self, record: TaskRecord, fut: AppFuture) -> AppFuture:
+        deps = self._gather(record.args, record.kwargs)
+        self.tasks[record.id] = record
+        if self.bus.active:
+            self.bus.publish(ev.TaskCreated(
+                time.time(), record.id, record.app_name, record.kind, record.executor,
+                tuple(d.tid for d in deps if isinstance(d, (AppFuture, DataFuture))),
+                record.origin, ev.summarize_args(record.args, record.kwargs),
+            ))
+        if deps:
+            record.depends_on = deps
+            # One extra count while callbacks are added: an input that is already done
+            # calls back at once, and must not launch the task before all are counted.
+            record.pending_deps = len(deps) + 1
+            for d in deps:
+                parent = _record_of(d)
+                if parent is not None and parent.state not in (_S.EXEC_DONE, _S.MEMO_DONE):
+                    parent.dependents.append(record)
+                d.add_done_callback(functools.partial(self._dep_done, record))
+            self._dep_done(record, None)
+        else:
+            self._soon(self._launch_if_ready, record)
+        return fut
+
+    def _pick_executor(self, app: AppBase) -> str:
+        if app.kind == "join":
+            return INTERNAL
+        wanted = app.executors
+        if wanted == "all":
+            labels = self._user_labels
+            return labels[0] if len(labels) == 1 else random.choice(labels)
+        if isinstance(wanted, str):
+            wanted = [wanted]
+        unknown = [w for w in wanted if w not in self._user_labels]
+        if unknown or not wanted:
+            raise ConfigurationError(
+                f"app {app.__name__!r} asks for executor(s) {unknown or wanted}, but the loaded "
+                f"Config has {self._user_labels}"
+            )
+        return wanted[0] if len(wanted) == 1 else random.choice(wanted)
+
+    def _special_kwargs(self, record: TaskRecord, kw: dict[str, Any]) -> None:
+        if "walltime" in kw:
+            record.walltime = kw["walltime"]
+        if "label" in kw:
+            record.label = kw["label"]
+        spec = kw.get("parsl_resource_specification")
+        if spec:
+            record.resource_spec = dict(spec)
+        for stream in ("stdout", "stderr"):
+            target = kw.get(stream)
+            if type(target) is int and target == AUTO_LOGNAME:
+                autopath = self.config.std_autopath or self._default_std_autopath
+                kw[stream] = autopath(record, stream)
+        outputs = kw.get("outputs")
+        if outputs:
+            files = [o if isinstance(o, File) else File(o) for o in outputs]
+            kw["outputs"] = files
+            record.outputs = [DataFuture(None, f, record.id) for f in files]  # type: ignore[arg-type]
+
+    def _default_std_autopath(self, record: TaskRecord, stream: str) -> str:
+        label = "" if record.label is None else f"_{record.label}"
+        return os.path.join(
+            self.run_dir, "task_logs", str(record.id // 10000).zfill(4),
+            f"task_{str(record.id).zfill(4)}_{record.app_name}{label}.{stream}",
+        )
+
+    def _gather(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Future[Any]]:
+        if self._resolver is not None:
+            gather = self._resolver.traverse_to_gather
+            deps = [d for a in args for d in gather(a)]
+            for k, v in kwargs.items():
+                if k != "inputs":
+                    deps += gather(v)
+            for v in kwargs.get("inputs", ()) or ():
+                deps += gather(v)
+            return deps
+        deps = [a for a in args if isinstance(a, Future)]
+        if kwargs:
+            deps += [v for v in kwargs.values() if isinstance(v, Future)]
+            inputs = kwargs.get("inputs")
+            if inputs:
+                deps += [v for v in inputs if isinstance(v, Future)]
+        return deps
+
+    def _unwrap(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        if self._resolver is not None:
+            unwrap = self._resolver.traverse_to_unwrap
+            args = tuple(unwrap(a) for a in args)
+            kwargs = {k: (unwrap(v) if k != "inputs" else v) for k, v in kwargs.items()}
+            if kwargs.get("inputs"):
+                kwargs["inputs"] = [unwrap(v) for v in kwargs["inputs"]]
+            return args, kwargs
+        args = tuple(a.result() if isinstance(a, Future) else a for a in args)
+        if kwargs:
+            kwargs = {k: (v.result() if isinstance(v, Future) else v) for k, v in kwargs.items()}
+            inputs = kwargs.get("inputs")
+            if inputs:
+                kwargs["inputs"] = [v.result() if isinstance(v, Future) else v for v in inputs]
+        return args, kwargs
+
+    # ------------------------------------------------------------ the work queue
+    def _soon(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run fn(*args) now, or after the step this thread is already in (no recursion)."""
+        tl = self._tl
+        queue = getattr(tl, "queue", None)
+        if queue is not None:
+            queue.append((fn, args))
+            return
+        tl.queue = queue = collections.deque([(fn, args)])
+        try:
+            while queue:
+                f, a = queue.popleft()
+                try:
+                    f(*a)
+                except Exception as exc:  # a bug in livedag: fail the task, keep going
+                    logger.exception("livedag internal error in %s", f.__name__)
+                    if a and isinstance(a[0], TaskRecord):
+                        self._fail(a[0], exc)
+        finally:
+            tl.queue = None
+
+    # ------------------------------------------------------------ moves
+    def _move(self, record: TaskRecord, new: TaskState) -> None:
+        check_move(record.id, record.state, new)
+        record.state = new
+        if self.bus.active:
+            self.bus.publish(ev.TaskStateChanged(time.time(), record.id, new, record.try_number))
+
+    def _dep_done(self, record: TaskRecord, _dep: Future[Any] | None) -> None:
+        with self._lock:
+            record.pending_deps -= 1
+            ready = record.pending_deps == 0 and record.state is _S.PENDING
+        if ready:
+            self._soon(self._launch_if_ready, record)
+
+    def _launch_if_ready(self, record: TaskRecord) -> None:
+        with self._lock:
+            if record.state is not _S.PENDING or record.claimed:
+                return
+            record.claimed = True
+        failed = [d for d in record.depends_on if d.cancelled() or d.exception() is not None]
+        if failed:
+            self._dep_fail(record, failed)
+            return
+        args, kwargs = self._unwrap(record.args, record.kwargs) if record.depends_on else (
+            record.args, record.kwargs)
+        if record.memoize:
+            try:
+                record.hashsum = self.memoizer.key(record, args, kwargs)
+            except ValueError as exc:
+                logger.warning("%s; task %d runs without the cache", exc, record.id)
+            else:
+                hit, value = self.memoizer.lookup(record.hashsum)
+                if hit:
+                    record.tries.append(TryRecord(len(record.tries) + 1, "cache", time.time()))
+                    self._succeed(record, value, _S.MEMO_DONE)
+                    return
+        self._launch(record, args, kwargs)
+
+    def _launch(self, record: TaskRecord, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        executor = self.executors[record.executor]
+        now = time.time()
+        attempt = TryRecord(len(record.tries) + 1, record.executor, now)
+        record.tries.append(attempt)
+        if record.stdout or record.stderr:
+            record.stdout.clear()
+            record.stderr.clear()
+        fn: Callable[..., Any] = record.func
+        if record.kind == "bash":
+            fn = functools.partial(run_bash, record.func)
+        elif kwargs and not SPECIAL_KWARGS.isdisjoint(kwargs):
+            kwargs = call_kwargs(fn, kwargs)
+            if record.walltime is not None and record.kind == "python":
+                fn = functools.partial(run_with_walltime, record.walltime, record.func)
+        call = TaskCall(record.id, attempt.number, record.app_name, fn, args, kwargs,
+                        record.resource_spec)
+        self._move(record, _S.LAUNCHED)
+        try:
+            exec_fu = executor.submit(call)
+        except Exception as exc:  # e.g. an argument that cannot be serialized
+            self._try_failed(record, exc)
+            return
+        record.exec_fu = exec_fu
+        exec_fu.add_done_callback(functools.partial(self._exec_done, record, attempt.number))
+
+    def _exec_done(self, record: TaskRecord, try_number: int, exec_fu: Future[Any]) -> None:
+        with self._lock:
+            if record.try_number != try_number or record.state not in (_S.LAUNCHED, _S.RUNNING):
+                return  # a try that was cancelled or superseded
+        record.tries[-1].ended = time.time()
+        record.exec_fu = None
+        if exec_fu.cancelled():
+            return  # cancel() already moved the task
+        exc = exec_fu.exception()
+        if exc is not None:
+            self._try_failed(record, exc)
+        elif record.kind == "join":
+            self._start_join(record, exec_fu.result())
+        else:
+            self._succeed(record, exec_fu.result(), _S.EXEC_DONE)
+
+    def _succeed(self, record: TaskRecord, value: Any, state: TaskState) -> None:
+        self._move(record, state)
+        attempt = record.tries[-1] if record.tries else None
+        if attempt is not None:
+            attempt.outcome = state.value
+        if state is _S.EXEC_DONE and record.hashsum is not None:
+            self.memoizer.update(record.hashsum, value)
+        record.time_returned = time.time()
+        # A finished task keeps no payload and no links: only its result, in the future.
+        record.args = ()
+        if record.kwargs:
+            record.kwargs = {k: v for k, v in record.kwargs.items() if k in ("stdout", "stderr")}
+        record.dependents = []
+        record.depends_on = []
+        if self.config.garbage_collect:
+            self.tasks.pop(record.id, None)
+        fut = record.app_fu
+        assert fut is not None
+        fut.set_result(value)
+        for df in record.outputs:
+            df.set_result(df.file_obj)
+
+    def _try_failed(self, record: TaskRecord, exc: BaseException) -> None:
+        attempt = record.tries[-1]
+        attempt.outcome = _S.FAILED.value
+        attempt.exc_type, attempt.message = exception_name(exc), exception_message(exc)
+        self._attach_context(record, exc)
+        retries = self.config.retries
+        if retries and not isinstance(exc, TaskCancelled):
+            cost = 1.0
+            if self.config.retry_handler is not None:
+                try:
+                    cost = float(self.config.retry_handler(exc, record))
+                except Exception as handler_exc:
+                    logger.exception("retry_handler raised for task %d", record.id)
+                    exc.add_note(f"[livedag] the retry_handler raised {handler_exc!r}; no retry")
+                    cost = retries + 1
+            record.fail_count += cost
+            if record.fail_count <= retries:
+                self._publish_failure(record, exc, _S.FAILED, will_retry=True)
+                with self._lock:
+                    self._move(record, _S.PENDING)
+                    record.claimed = False
+                self._soon(self._launch_if_ready, record)
+                return
+        self._fail(record, exc)
+
+    def _fail(self, record: TaskRecord, exc: BaseException) -> None:
+        if record.state.is_final:
+            return
+        self._move(record, _S.FAILED)
+        record.exception = exc
+        record.time_returned = time.time()
+        self._publish_failure(record, exc, _S.FAILED)
+        self._set_exception(record, exc)
+
+    def _set_exception(self, record: TaskRecord, exc: BaseException) -> None:
+        fut = record.app_fu
+        assert fut is not None
+        fut.set_exception(exc)
+        for df in record.outputs:
+            df.set_exception(exc)
+
+    def _attach_context(self, record: TaskRecord, exc: BaseException) -> None:
+        attempt = record.tries[-1] if record.tries else None
+        ctx = TaskContext(
+            task_id=record.id, app_name=record.app_name, try_number=record.try_number,
+            executor=record.executor, host=attempt.host if attempt else "",
+            pid=attempt.pid if attempt else None,
+            captured_stdout=record.stdout.text(), captured_stderr=record.stderr.text(),
+        )
+        try:
+            exc.livedag_task = ctx  # type: ignore[attr-defined]
+        except AttributeError:  # an exception type with __slots__
+            return
+        note = f"[livedag] {ctx.describe()}"
+        if ctx.captured_stderr:
+            tail = "\n".join(ctx.captured_stderr.rstrip("\n").splitlines()[-10:])
+            note += "\n[livedag] last lines the task wrote to stderr:\n" + tail
+        exc.add_note(note)
+
+    def _publish_failure(self, record: TaskRecord, exc: BaseException, state: TaskState, *,
+                         will_retry: bool = False) -> None:
+        if not self.bus.active:
+            return
+        import traceback
+
+        if isinstance(exc, RemoteError) and exc.traceback_text:
+            tb = exc.traceback_text
+        else:
+            tb = "".join(traceback.format_exception(exc))
+        self.bus.publish(ev.TaskFailed(
+            time.time(), record.id, record.try_number, state, exception_name(exc),
+            exception_message(exc), tb, record.root_cause_ids, will_retry,
+        ))
+
+    # ------------------------------------------------------------ dependency failures
+    def _dep_fail(self, record: TaskRecord, failed: list[Future[Any]]) -> None:
+        pairs: list[tuple[BaseException, int | str | None]] = []
+        roots: dict[int, RootCause] = {}
+        root_exc: BaseException | None = None
+        for d in failed:
+            parent = _record_of(d)
+            exc: BaseException
+            if d.cancelled():
+                tid = parent.id if parent else -1
+                name = parent.app_name if parent else "<future>"
+                exc = parent.exception if parent and parent.exception else TaskCancelled(tid, name)
+            else:
+                exc = d.exception()  # type: ignore[assignment]
+            pairs.append((exc, parent.id if parent else None))
+            if isinstance(exc, PropagatedException) and exc.root_causes:
+                for rc in exc.root_causes:
+                    roots.setdefault(rc.task_id, rc)
+                if root_exc is None:
+                    root_exc = exc.__cause__
+            else:
+                rc = RootCause(parent.id if parent else -1,
+                               parent.app_name if parent else "<future>",
+                               exception_name(exc), exception_message(exc))
+                roots.setdefault(rc.task_id, rc)
+                if root_exc is None:
+                    root_exc = exc
+        error = DependencyError(pairs, record.id, app_name=record.app_name,
+                                root_causes=list(roots.values()))
+        error.__cause__ = root_exc
+        record.root_cause_ids = tuple(roots)
+        record.exception = error
+        record.time_returned = time.time()
+        self._move(record, _S.DEP_FAIL)
+        self._publish_failure(record, error, _S.DEP_FAIL)
+        self._set_exception(record, error)
+
+    # ------------------------------------------------------------ join apps
+    def _start_join(self, record: TaskRecord, returned: Any) -> None:
+        if isinstance(returned, Future):
+            inner = [returned]
+        elif isinstance(returned, list) and all(isinstance(f, Future) for f in returned):
+            inner = list(returned)
+        else:
+            self._try_failed(record, TypeError(
+                f"join app {record.app_name!r} must return a Future or a list of Futures, "
+                f"it returned {type(returned).__name__}"
+            ))
+            return
+        self._move(record, _S.JOINING)
+        record.joins = returned
+        record.pending_joins = len(inner) + 1
+        for f in inner:
+            f.add_done_callback(functools.partial(self._joined, record))
+        self._joined(record, None)
+
+    def _joined(self, record: TaskRecord, _inner: Future[Any] | None) -> None:
+        with self._lock:
+            record.pending_joins -= 1
+            if record.pending_joins:
+                return
+        self._soon(self._finish_join, record)
+
+    def _finish_join(self, record: TaskRecord) -> None:
+        returned = record.joins
+        record.joins = None
+        inner = [returned] if isinstance(returned, Future) else returned
+        failed = [f for f in inner if f.cancelled() or f.exception() is not None]
+        if not failed:
+            values = [f.result() for f in inner]
+            self._succeed(record, values[0] if isinstance(returned, Future) else values,
+                          _S.EXEC_DONE)
+            return
+        pairs: list[tuple[BaseException, int | str | None]] = []
+        roots: list[RootCause] = []
+        for f in failed:
+            parent = _record_of(f)
+            exc = parent.exception if f.cancelled() and parent else f.exception()
+            exc = exc or TaskCancelled(parent.id if parent else -1, "<future>")
+            pairs.append((exc, parent.id if parent else None))
+            if isinstance(exc, PropagatedException):
+                roots.extend(exc.root_causes)
+            else:
+                roots.append(RootCause(parent.id if parent else -1,
+                                       parent.app_name if parent else "<future>",
+                                       exception_name(exc), exception_message(exc)))
+        error = JoinError(pairs, record.id, app_name=record.app_name, root_causes=roots)
+        first = pairs[0][0]
+        error.__cause__ = first.__cause__ if isinstance(first, PropagatedException) else first
+        record.root_cause_ids = tuple(r.task_id for r in roots)
+        self._fail(record, error)
+
+    # ------------------------------------------------------------ cancel and resubmit
+    def cancel(self, fut: AppFuture, reason: str = "cancelled by the user") -> bool:
+        """Cancel a task that has not started. Its dependents end as dependency failures."""
+        record = fut.task_record
+        with self._lock:
+            if record.state is _S.PENDING and not record.claimed:
+                pass
+            elif record.state is _S.LAUNCHED and record.exec_fu is not None:
+                if not record.exec_fu.cancel():
+                    return False
+                record.tries[-1].outcome = _S.CANCELLED.value
+            else:
+                return False
+            record.claimed = True
+            record.exception = TaskCancelled(record.id, record.app_name, reason)
+            self._move(record, _S.CANCELLED)
+        if self.bus.active:
+            self.bus.publish(ev.TaskCancelled(time.time(), record.id, reason))
+        fut._cancel_now()
+        for df in record.outputs:
+            df.cancel()
+        return True
+
+    def resubmit(self, target: AppFuture | int, *, use_latest_definition: bool = True) -> AppFuture:
+        """Run a failed (or cancelled) task again and re-arm the tasks it blocked.
+
+        The existing futures go back to pending and later hold the new outcome; the try
+        history is kept. With `use_latest_definition`, an app redefined since (same name in
+        `__main__`, e.g. a notebook cell run again) runs with its newest function. For a
+        dependency failure, its root-cause tasks are resubmitted.
+        """
+        record = self._record(target)
+        if record.state is _S.DEP_FAIL:
+            for tid in record.root_cause_ids:
+                root = self.tasks.get(tid)
+                if root is not None and root.state.is_failure:
+                    self.resubmit(root, use_latest_definition=use_latest_definition)
+            assert record.app_fu is not None
+            return record.app_fu
+        if record.state not in (_S.FAILED, _S.CANCELLED):
+            raise ValueError(
+                f"task {record.id} {record.app_name!r} is {record.state.value}: only failed, "
+                "cancelled or dependency-failed tasks can be resubmitted"
+            )
+        blocked = _blocked_descendants(record)
+        redefined = False
+        for r in [record, *blocked]:
+            if use_latest_definition:
+                redefined |= _use_latest_definition(r)
+            r.exception = None
+            r.root_cause_ids = ()
+            r.fail_count = 0
+            r.claimed = False
+            r.time_returned = None
+            with self._lock:
+                self._move(r, _S.PENDING)
+            self.tasks[r.id] = r
+            assert r.app_fu is not None
+            r.app_fu._reset()
+            for df in r.outputs:
+                df._reset()
+        if self.bus.active:
+            self.bus.publish(ev.TaskResubmitted(time.time(), record.id, record.try_number + 1,
+                                                tuple(r.id for r in blocked), redefined))
+        # Count the inputs still to come; the callbacks added at submit time fire again.
+        for r in [record, *blocked]:
+            with self._lock:
+                r.pending_deps = sum(1 for d in r.depends_on if not d.done())
+                ready = r.pending_deps == 0
+            if ready:
+                self._soon(self._launch_if_ready, r)
+        assert record.app_fu is not None
+        return record.app_fu
+
+    def _record(self, target: AppFuture | int) -> TaskRecord:
+        if isinstance(target, AppFuture):
+            return target.task_record
+        record = self.tasks.get(target)
+        if record is None:
+            raise KeyError(f"no task {target} is known to this kernel (finished tasks are "
+                           "forgotten when garbage_collect=True)")
+        return record
+
+    # ------------------------------------------------------------ lifecycle
+    def wait_for_current_tasks(self) -> None:
+        """Block until every task submitted so far has ended."""
+        while True:
+            pending = [r.app_fu for r in list(self.tasks.values())
+                       if r.app_fu is not None and not r.app_fu.done()]
+            if not pending:
+                return
+            concurrent.futures.wait(pending)
+
+    def cleanup(self) -> None:
+        """Shut the executors down and release the run; tasks not finished then fail."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.memoizer.close()
+        except Exception:
+            logger.exception("writing the checkpoint failed")
+        for label, ex in list(self.executors.items()):
+            try:
+                ex.shutdown()
+            except Exception:
+                logger.exception("shutting down executor %r failed", label)
+        for record in list(self.tasks.values()):
+            fut = record.app_fu
+            if fut is not None and not fut.done():
+                record.state = _S.FAILED
+                self._set_exception(record, ExecutorError(
+                    record.executor,
+                    f"task {record.id} {record.app_name!r} had not finished when the kernel was "
+                    "cleaned up (call livedag.wait_for_current_tasks() before cleanup)",
+                ))
+        if self.bus.active:
+            self.bus.publish(ev.KernelChanged(time.time(), "cleanup", self.run_dir))
+            self.bus.flush(5)
+        self.bus.close()
+        if self._log_handler is not None:
+            logging.getLogger("livedag").removeHandler(self._log_handler)
+            self._log_handler.close()
+        global _current
+        if _current is self:
+            _current = None
+
+    def checkpoint(self) -> str | None:
+        return self.memoizer.checkpoint()
+
+    @property
+    def task_count(self) -> int:
+        """How many tasks this kernel has made."""
+        return self._last_id + 1
+
+    def __enter__(self) -> DataFlowKernel:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        mode = self.config.exit_mode
+        if mode == "skip":
+            return
+        if mode == "wait" and exc_type is None:
+            self.wait_for_current_tasks()
+        self.cleanup()
+
+    def __repr__(self) -> str:
+        return f"<DataFlowKernel run_dir={self.run_dir!r} executors={self._user_labels}>"
+
+
+def _record_of(fut: Future[Any]) -> TaskRecord | None:
+    if isinstance(fut, AppFuture):
+        return fut.task_record
+    if isinstance(fut, DataFuture) and isinstance(fut.app_fut, AppFuture):
+        return fut.app_fut.task_record
+    return None
+
+
+def _blocked_descendants(root: TaskRecord) -> list[TaskRecord]:
+    found: list[TaskRecord] = []
+    seen = {root.id}
+    stack = list(root.dependents)
+    while stack:
+        r = stack.pop()
+        if r.id in seen or r.state is not _S.DEP_FAIL:
+            continue
+        seen.add(r.id)
+        found.append(r)
+        stack.extend(r.dependents)
+    return sorted(found, key=lambda r: r.id)
+
+
+def _use_latest_definition(record: TaskRecord) -> bool:
+    main = sys.modules.get("__main__")
+    newest = getattr(main, record.app_name, None) if main is not None else None
+    if isinstance(newest, AppBase) and newest.func is not record.func:
+        record.func = newest.func
+        return True
+    return False
+
+
+def _make_run_dir(base: str) -> str:
+    os.makedirs(base, exist_ok=True)
+    numbers = [int(n) for n in os.listdir(base) if n.isdigit()]
+    n = max(numbers) + 1 if numbers else 0
+    while True:
+        path = os.path.join(os.path.abspath(base), f"{n:03d}")
+        try:
+            os.makedirs(path)
+            return path
+        except FileExistsError:  # another kernel took this number first
+            n += 1
+
+
+def _start_logging(config: Config, run_dir: str) -> logging.Handler | None:
+    if not config.initialize_logging:
+        return None
+    handler = logging.FileHandler(os.path.join(run_dir, "livedag.log"))
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    handler.setLevel(logging.INFO)
+    log = logging.getLogger("livedag")
+    log.addHandler(handler)
+    if log.level == logging.NOTSET or log.level > logging.INFO:
+        log.setLevel(logging.INFO)
+    return handler
+
+
+# ---------------------------------------------------------------- the loaded kernel
+_current: DataFlowKernel | None = None
+_load_lock = threading.Lock()
+
+
+def load(config: Config | None = None) -> DataFlowKernel:
+    """Load a Config and start its executors; apps run on this kernel from now on."""
+    global _current
+    with _load_lock:
+        if _current is not None:
+            raise ConfigurationError(
+                "Config has already been loaded: call livedag.dfk().cleanup() and "
+                "livedag.clear() before loading another"
+            )
+        _current = DataFlowKernel(config)
+        return _current
+
+
+def current_dfk() -> DataFlowKernel:
+    dfk = _current
+    if dfk is None:
+        raise NoDataFlowKernelError("Must first load config")
+    return dfk
+
+
+dfk = current_dfk
+
+
+def clear() -> None:
+    """Forget the loaded kernel (after cleanup) so that another Config can be loaded."""
+    global _current
+    _current = None
+
+
+def wait_for_current_tasks() -> None:
+    current_dfk().wait_for_current_tasks()
+
+
+def resubmit(target: AppFuture | int, *, use_latest_definition: bool = True) -> AppFuture:
+    """Run a failed task again (see DataFlowKernel.resubmit)."""
+    if isinstance(target, AppFuture):
+        return target._dfk.resubmit(target, use_latest_definition=use_latest_definition)
+    return current_dfk().resubmit(target, use_latest_definition=use_latest_definition)
+
+
+DataFlowKernelLoader = sys.modules[__name__]

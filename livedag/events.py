@@ -1,0 +1,224 @@
+"""The event stream between the engine and everything that watches it.
+
+    DataFlowKernel ──publish(event)──> EventBus ──> [subscriber queue] ──thread──> callback
+    executors ───────publish(event)──┘        └──> [subscriber queue] ──thread──> callback
+
+Events are frozen dataclasses. `publish` only appends to each subscriber's queue, so the
+engine never waits for a subscriber: each subscriber has its own delivery thread, gets
+events in order, in batches when it falls behind, and a subscriber that raises is logged
+and keeps receiving. The widget, the run record, the headless summary and the tests all
+read this one stream.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from livedag.task import TaskState
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Event:
+    time: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TaskCreated(Event):
+    task_id: int
+    app_name: str
+    kind: str  # python | bash | join | internal
+    executor: str
+    depends_on: tuple[int, ...]
+    origin: str | None
+    args_summary: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TaskStateChanged(Event):
+    task_id: int
+    state: TaskState
+    try_number: int
+    host: str = ""
+    pid: int | None = None
+    block_id: str | None = None
+    job_id: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TaskOutput(Event):
+    task_id: int
+    try_number: int
+    stream: str  # "stdout" | "stderr"
+    text: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TaskFailed(Event):
+    task_id: int
+    try_number: int
+    state: TaskState  # FAILED or DEP_FAIL
+    exc_type: str
+    message: str
+    traceback: str
+    root_cause_ids: tuple[int, ...] = ()
+    will_retry: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TaskCancelled(Event):
+    task_id: int
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TaskResubmitted(Event):
+    task_id: int
+    try_number: int
+    rearmed: tuple[int, ...]  # dependency-failed descendants sent back to pending
+    redefined: bool = False  # the newest definition of the app is used
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BlockChanged(Event):
+    executor: str
+    block_id: str
+    state: str  # pending | running | completed | failed | cancelled | timeout | ...
+    job_id: str | None = None
+    reason: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class KernelChanged(Event):
+    state: str  # loaded | cleanup
+    run_dir: str
+
+
+Callback = Callable[[Sequence[Event]], None]
+
+
+class Subscription:
+    """One subscriber: its queue and its delivery thread."""
+
+    def __init__(self, bus: EventBus, callback: Callback, name: str) -> None:
+        self.bus = bus
+        self.callback = callback
+        self.name = name
+        self.queue: collections.deque[Event] = collections.deque()
+        self.wakeup = threading.Event()
+        self.closed = False
+        self.errors = 0
+        self.thread = threading.Thread(target=self._run, name=f"livedag-events-{name}", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        queue, wakeup = self.queue, self.wakeup
+        while True:
+            wakeup.wait()
+            # Clear before draining: an event appended after this line sets it again.
+            wakeup.clear()
+            batch: list[Event] = []
+            while queue:
+                item = queue.popleft()
+                if isinstance(item, threading.Event):  # a flush() marker
+                    self._deliver(batch)
+                    batch = []
+                    item.set()
+                else:
+                    batch.append(item)
+            self._deliver(batch)
+            if self.closed and not queue:
+                return
+
+    def _deliver(self, batch: list[Event]) -> None:
+        if not batch:
+            return
+        try:
+            self.callback(batch)
+        except Exception:
+            self.errors += 1
+            # Log the first failures in full, then one line per hundred.
+            if self.errors <= 3 or self.errors % 100 == 0:
+                logger.exception("event subscriber %r failed (%d times)", self.name, self.errors)
+
+    def close(self) -> None:
+        """Stop delivering; events already queued are still delivered first."""
+        self.bus._remove(self)
+        self.closed = True
+        self.wakeup.set()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every event published before this call has been delivered."""
+        if not self.thread.is_alive():
+            return not self.queue
+        marker = threading.Event()
+        self.queue.append(marker)  # type: ignore[arg-type]
+        self.wakeup.set()
+        return marker.wait(timeout)
+
+
+class EventBus:
+    """Fan-out of events to subscribers, never blocking the publisher."""
+
+    def __init__(self) -> None:
+        self._subs: tuple[Subscription, ...] = ()
+        self._lock = threading.Lock()
+
+    @property
+    def active(self) -> bool:
+        """True when someone listens: the kernel builds no events otherwise."""
+        return bool(self._subs)
+
+    def subscribe(self, callback: Callback, *, name: str = "") -> Subscription:
+        """Deliver every later event to `callback(batch)` on a thread of its own."""
+        sub = Subscription(self, callback, name or getattr(callback, "__qualname__", "subscriber"))
+        with self._lock:
+            self._subs = (*self._subs, sub)
+        return sub
+
+    def _remove(self, sub: Subscription) -> None:
+        with self._lock:
+            self._subs = tuple(s for s in self._subs if s is not sub)
+
+    def publish(self, event: Event) -> None:
+        for sub in self._subs:
+            sub.queue.append(event)
+            if not sub.wakeup.is_set():
+                sub.wakeup.set()
+
+    def flush(self, timeout: float | None = 5.0) -> bool:
+        """Wait until every subscriber has handled every event published so far."""
+        return all(sub.flush(timeout) for sub in self._subs)
+
+    def close(self) -> None:
+        for sub in self._subs:
+            sub.close()
+
+
+def summarize_args(args: tuple[Any, ...], kwargs: dict[str, Any], limit: int = 120) -> str:
+    """A short, safe text for the arguments of a call (for the widget and the run record)."""
+    parts = [_short(a) for a in args]
+    parts += [f"{k}={_short(v)}" for k, v in kwargs.items()]
+    text = ", ".join(parts)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _short(value: Any) -> str:
+    from concurrent.futures import Future
+
+    if isinstance(value, Future):
+        tid = getattr(value, "tid", None)
+        return f"<task {tid}>" if tid is not None else "<future>"
+    if isinstance(value, (list, tuple)) and len(value) > 4:
+        return f"<{type(value).__name__} of {len(value)}>"
+    try:
+        text = repr(value)
+    except Exception:
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -1,0 +1,77 @@
+"""The executor contract: what the DataFlowKernel asks of every executor.
+
+    kernel ──start(publish, run_dir)──> executor
+    kernel ──submit(TaskCall)─────────> executor ──> concurrent.futures.Future (value | exception)
+    executor ──publish(TaskStateChanged(RUNNING, host, pid) | TaskOutput | BlockChanged)──> kernel
+
+An executor never imports the kernel. It resolves the returned future with the app's
+return value, or with the exception the app raised (original type, remote traceback), or
+with a livedag error (WorkerLost, ManagerLost, SerializationError, ...) that names the
+task. It reports a task as running, and what the task prints, through `publish`.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+from livedag.events import Event
+
+Publish = Callable[[Event], None]
+
+
+@dataclasses.dataclass(slots=True)
+class TaskCall:
+    """One try of one task, as an executor sees it."""
+
+    task_id: int
+    try_number: int
+    app_name: str
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    resource_spec: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def _drop(event: Event) -> None:
+    pass
+
+
+class Executor(abc.ABC):
+    """Base class of executors (Parsl: ParslExecutor)."""
+
+    label: str = "executor"
+    run_dir: str = "."
+    publish: Publish = staticmethod(_drop)  # replaced in start()
+    # Parsl compatibility: an executor may be told which DataFlowKernel drives it.
+    provider: Any = None
+
+    def start(self, publish: Publish, run_dir: str) -> None:
+        """Get ready to take tasks. `publish` delivers events to the kernel."""
+        self.publish = publish
+        self.run_dir = run_dir
+
+    @abc.abstractmethod
+    def submit(self, call: TaskCall) -> Future[Any]:
+        """Run one try of a task; the future ends with its value or its exception."""
+
+    def cancel(self, task_id: int) -> bool:
+        """Withdraw a task that has not started. True when it will not run."""
+        return False
+
+    def shutdown(self) -> None:
+        """Stop taking tasks and release processes, threads and sockets."""
+
+    @property
+    def bad_state_is_set(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.label!r}>"
+
+
+# Parsl's name, for user code that subclasses or type-checks executors.
+ParslExecutor = Executor

@@ -1,0 +1,172 @@
+"""AppFuture (what an app call returns), DataFuture (a file an app will write), File.
+
+An AppFuture is a concurrent.futures.Future, so `result()`, `exception()`, `done()`,
+`add_done_callback()` and `concurrent.futures.wait()` work as usual. On top of Parsl's
+`tid`, `task_status()`, `outputs`, `stdout`, `stderr` it carries what livedag captured:
+`captured_stdout`, `captured_stderr` (what the app printed) and `tries` (the history).
+Unlike Parsl, `cancel()` works for a task that has not started, and a resubmitted task's
+future goes back to pending and later holds the new outcome.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures._base as _cf
+import operator
+import os
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+if TYPE_CHECKING:
+    from livedag.dataflow import DataFlowKernel
+    from livedag.task import TaskRecord, TryRecord
+
+
+class AppFuture(Future[Any]):
+    """The future of one app call (one task)."""
+
+    def __init__(self, task_record: TaskRecord, dfk: DataFlowKernel) -> None:
+        super().__init__()
+        self.task_record = task_record
+        self._dfk = dfk
+
+    @property
+    def tid(self) -> int:
+        return self.task_record.id
+
+    def task_status(self) -> str:
+        return self.task_record.state.value
+
+    @property
+    def outputs(self) -> list[DataFuture]:
+        return self.task_record.outputs
+
+    @property
+    def stdout(self) -> Any:
+        """Parsl's meaning: the stdout file spec given to a bash app (or None)."""
+        return self.task_record.kwargs.get("stdout") if self.task_record.kwargs else None
+
+    @property
+    def stderr(self) -> Any:
+        """Parsl's meaning: the stderr file spec given to a bash app (or None)."""
+        return self.task_record.kwargs.get("stderr") if self.task_record.kwargs else None
+
+    @property
+    def captured_stdout(self) -> str:
+        """What the app printed to stdout in its latest try (live while it runs)."""
+        return self.task_record.stdout.text()
+
+    @property
+    def captured_stderr(self) -> str:
+        """What the app printed to stderr in its latest try (live while it runs)."""
+        return self.task_record.stderr.text()
+
+    @property
+    def tries(self) -> list[TryRecord]:
+        return list(self.task_record.tries)
+
+    def cancel(self) -> bool:
+        """Cancel the task if it has not started; its dependents end as dependency failures."""
+        return self._dfk.cancel(self)
+
+    def _cancel_now(self) -> bool:
+        return super().cancel()
+
+    def _reset(self) -> None:
+        """Back to pending, for resubmit. Callbacks stay registered and run again."""
+        with self._condition:
+            self._state = _cf.PENDING
+            self._result = None
+            self._exception = None
+
+    def __getitem__(self, key: Any) -> AppFuture:
+        return self._dfk.submit_internal("getitem", operator.getitem, (self, key))
+
+    def __getattr__(self, name: str) -> AppFuture:
+        # Only reached for names a Future does not have (Parsl lifts them into a task);
+        # private and dunder names are left alone so that introspection keeps working.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self._dfk.submit_internal("getattr", getattr, (self, name))
+
+    def __repr__(self) -> str:
+        r = self.task_record
+        return f"<AppFuture task {r.id} {r.app_name!r} {r.state.value}>"
+
+
+class File(os.PathLike[str]):
+    """A file named by a URL or a path; `filepath` is where the app reads or writes it."""
+
+    def __init__(self, url: str | os.PathLike[str]) -> None:
+        self.url = os.fspath(url)
+        parsed = urlparse(self.url)
+        self.scheme = parsed.scheme if parsed.scheme else "file"
+        self.netloc = parsed.netloc
+        self.path = parsed.path
+        self.filename = os.path.basename(self.path)
+        self.local_path: str | None = None
+
+    @property
+    def filepath(self) -> str:
+        if self.local_path is not None:
+            return self.local_path
+        if self.scheme in ("file", ""):
+            return self.path
+        raise ValueError(
+            f"File {self.url!r}: no local path for scheme {self.scheme!r}; "
+            "livedag stages only local files (file:// or a plain path)"
+        )
+
+    def cleancopy(self) -> File:
+        return File(self.url)
+
+    def __fspath__(self) -> str:
+        return self.filepath
+
+    def __str__(self) -> str:
+        return self.filepath
+
+    def __repr__(self) -> str:
+        return f"<File {self.url!r}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, File) and other.url == self.url
+
+    def __hash__(self) -> int:
+        return hash(("livedag.File", self.url))
+
+    def __reduce__(self) -> Any:
+        return (_make_file, (self.url, self.local_path))
+
+
+def _make_file(url: str, local_path: str | None) -> File:
+    f = File(url)
+    f.local_path = local_path
+    return f
+
+
+class DataFuture(Future[Any]):
+    """A file that task `tid` will produce: done (with the File) when the task succeeds."""
+
+    def __init__(self, app_fut: AppFuture, file_obj: File, tid: int) -> None:
+        super().__init__()
+        self.app_fut = app_fut
+        self.file_obj = file_obj
+        self.tid = tid
+
+    @property
+    def filepath(self) -> str:
+        return self.file_obj.filepath
+
+    @property
+    def filename(self) -> str:
+        return self.file_obj.filename
+
+    def _reset(self) -> None:
+        with self._condition:
+            self._state = _cf.PENDING
+            self._result = None
+            self._exception = None
+
+    def __repr__(self) -> str:
+        return f"<DataFuture {self.file_obj.url!r} of task {self.tid} {self._state.lower()}>"

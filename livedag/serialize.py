@@ -1,0 +1,166 @@
+"""Turning calls, results and failures into bytes and back, with errors that name the value.
+
+    kernel:  pack_call(fn, args, kwargs) ──bytes──> worker: unpack_call()
+    worker:  pack_result(value) | pack_failure(exc) ──bytes──> kernel: unpack_outcome()
+
+cloudpickle sends functions, classes and globals defined in `__main__` (a notebook) by
+value, so they work in a worker that never saw the notebook. Failures travel with their
+traceback (tblib), so `result()` raises the original exception type whose traceback shows
+the app's own frames. An exception that cannot be pickled becomes a RemoteError holding
+its type name, message and traceback text: nothing is ever reduced to "unpicklable".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import cloudpickle
+from tblib import pickling_support
+
+from livedag.errors import DeserializationError, RemoteError, SerializationError
+
+PROTOCOL = 5
+
+# Types that hold a live resource of this process; they cannot travel, they must be made
+# where they are used.
+_RESOURCE_HINT = (
+    "create it inside the app (pass what is needed to build it, e.g. a path or a URL), "
+    "or use the thread executor, which shares this process's objects"
+)
+
+
+def dumps(obj: Any) -> bytes:
+    return cloudpickle.dumps(obj, protocol=PROTOCOL)
+
+
+def loads(data: bytes) -> Any:
+    return pickle.loads(data)
+
+
+def pack_call(
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    task_id: int | None = None,
+    app_name: str = "",
+) -> bytes:
+    """Serialize a call; if that fails, find and name the value that cannot travel."""
+    try:
+        return dumps((fn, args, kwargs))
+    except Exception as exc:
+        raise _diagnose(fn, args, kwargs, exc, task_id=task_id, app_name=app_name) from exc
+
+
+def unpack_call(data: bytes) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
+    fn, args, kwargs = loads(data)
+    return fn, args, kwargs
+
+
+def _diagnose(
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    original: Exception,
+    *,
+    task_id: int | None,
+    app_name: str,
+) -> SerializationError:
+    candidates: list[tuple[str, Any]] = [("the function", fn)]
+    candidates += [(f"argument {i}", a) for i, a in enumerate(args)]
+    candidates += [(f"argument {k!r}", v) for k, v in kwargs.items()]
+    for what, value in candidates:
+        try:
+            dumps(value)
+        except Exception as exc:
+            return serialization_error(what, value, exc, task_id=task_id, app_name=app_name)
+    return serialization_error("the call", (fn, args, kwargs), original, task_id=task_id,
+                               app_name=app_name)
+
+
+def serialization_error(
+    what: str,
+    value: Any,
+    exc: BaseException,
+    *,
+    task_id: int | None = None,
+    app_name: str = "",
+) -> SerializationError:
+    type_name = f"{type(value).__module__}.{type(value).__qualname__}"
+    who = ""
+    if task_id is not None:
+        who = f"task {task_id} {app_name!r}: " if app_name else f"task {task_id}: "
+    message = (
+        f"{who}{what} (of type {type_name}) cannot be serialized to send it to a worker: "
+        f"{type(exc).__name__}: {exc}. Hint: {_RESOURCE_HINT}."
+    )
+    return SerializationError(message, what=what, type_name=type_name, task_id=task_id)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Failure:
+    """A failure as it crosses a process boundary: the pickled exception and its text.
+
+    The text fields make a RemoteError when the exception itself cannot be unpickled here.
+    """
+
+    exc_bytes: bytes | None
+    type_name: str
+    message: str
+    traceback_text: str
+
+    def exception(self) -> BaseException:
+        if self.exc_bytes is not None:
+            try:
+                exc = loads(self.exc_bytes)
+                if isinstance(exc, BaseException):
+                    return exc
+            except Exception:
+                pass
+        return RemoteError(self.type_name, self.message, self.traceback_text)
+
+
+def failure_from(exc: BaseException) -> Failure:
+    tb_text = "".join(traceback.format_exception(exc))
+    type_name = type(exc).__qualname__
+    if type(exc).__module__ not in ("builtins", "__main__"):
+        type_name = f"{type(exc).__module__}.{type_name}"
+    try:
+        pickling_support.install(exc)
+        data: bytes | None = dumps(exc)
+        loads(data)  # an exception that pickles but cannot be rebuilt is no use either
+    except Exception:
+        data = None
+    return Failure(data, type_name, str(exc), tb_text)
+
+
+def pack_result(value: Any, *, task_id: int | None = None, app_name: str = "") -> bytes:
+    """Serialize a return value (ok=True) for the trip back to the kernel."""
+    try:
+        return dumps((True, value))
+    except Exception as exc:
+        err = serialization_error("the result", value, exc, task_id=task_id, app_name=app_name)
+        err.__cause__ = exc
+        return pack_failure(err)
+
+
+def pack_failure(exc: BaseException) -> bytes:
+    return dumps((False, failure_from(exc)))
+
+
+def unpack_outcome(data: bytes) -> tuple[bool, Any]:
+    """(True, value) or (False, exception) from pack_result/pack_failure bytes."""
+    try:
+        ok, payload = loads(data)
+    except Exception as exc:
+        raise DeserializationError(
+            f"a task's result could not be unpickled in the kernel: {type(exc).__name__}: {exc}. "
+            "Hint: the kernel must be able to import every module the result's types come from."
+        ) from exc
+    if ok:
+        return True, payload
+    return False, payload.exception()

@@ -1,0 +1,208 @@
+"""The task record: one per app call, its states and the legal moves between them.
+
+A task moves::
+
+    pending ──> launched ──> running ──> exec_done
+       │  │        │            │  └──> joining ──> exec_done | failed   (join apps)
+       │  │        │            └─────> failed ──(resubmit)──> pending
+       │  │        └──(retry)──────────> pending
+       │  ├──> memo_done            (result found in the cache or a checkpoint)
+       │  └──> dep_fail ──(resubmit of its root cause)──> pending
+       └──> cancelled
+
+This module does no I/O and knows no executor: the DataFlowKernel drives the moves.
+State values are Parsl's names, so `future.task_status()` reads the same as in Parsl.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from livedag.futures import AppFuture, DataFuture
+
+
+class TaskState(enum.Enum):
+    PENDING = "pending"
+    LAUNCHED = "launched"
+    RUNNING = "running"
+    JOINING = "joining"
+    EXEC_DONE = "exec_done"
+    MEMO_DONE = "memo_done"
+    FAILED = "failed"
+    DEP_FAIL = "dep_fail"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATES
+
+    @property
+    def is_failure(self) -> bool:
+        return self in FAILURE_STATES
+
+
+# Parsl's name for the enum.
+States = TaskState
+
+FINAL_STATES = frozenset(
+    {
+        TaskState.EXEC_DONE,
+        TaskState.MEMO_DONE,
+        TaskState.FAILED,
+        TaskState.DEP_FAIL,
+        TaskState.CANCELLED,
+    }
+)
+FAILURE_STATES = frozenset({TaskState.FAILED, TaskState.DEP_FAIL, TaskState.CANCELLED})
+
+_S = TaskState
+LEGAL_MOVES: dict[TaskState, frozenset[TaskState]] = {
+    _S.PENDING: frozenset({_S.LAUNCHED, _S.MEMO_DONE, _S.DEP_FAIL, _S.CANCELLED, _S.FAILED}),
+    _S.LAUNCHED: frozenset(
+        {_S.RUNNING, _S.EXEC_DONE, _S.FAILED, _S.PENDING, _S.JOINING, _S.CANCELLED}
+    ),
+    _S.RUNNING: frozenset({_S.EXEC_DONE, _S.FAILED, _S.PENDING, _S.JOINING}),
+    _S.JOINING: frozenset({_S.EXEC_DONE, _S.FAILED}),
+    _S.EXEC_DONE: frozenset(),
+    _S.MEMO_DONE: frozenset(),
+    # A failed, blocked or cancelled task goes back to pending only through resubmit.
+    _S.FAILED: frozenset({_S.PENDING}),
+    _S.DEP_FAIL: frozenset({_S.PENDING}),
+    _S.CANCELLED: frozenset({_S.PENDING}),
+}
+
+
+class IllegalTransition(RuntimeError):
+    """A bug in livedag: the kernel tried a move the state machine does not allow."""
+
+
+def check_move(task_id: int, old: TaskState, new: TaskState) -> None:
+    if new not in LEGAL_MOVES[old]:
+        raise IllegalTransition(f"task {task_id}: {old.value} -> {new.value} is not a legal move")
+
+
+@dataclasses.dataclass(slots=True)
+class TryRecord:
+    """One attempt at running a task (a retry or a resubmit starts a new one)."""
+
+    number: int
+    executor: str
+    launched: float = 0.0
+    started: float | None = None
+    ended: float | None = None
+    host: str = ""
+    pid: int | None = None
+    block_id: str | None = None
+    job_id: str | None = None
+    outcome: str = ""  # a final state value once the try has ended
+    exc_type: str = ""
+    message: str = ""
+
+
+class OutputBuffer:
+    """Captured text of one stream, bounded: past `limit` characters the head is dropped."""
+
+    __slots__ = ("_chunks", "_size", "dropped", "limit")
+
+    def __init__(self, limit: int = 1 << 20) -> None:
+        self._chunks: list[str] = []
+        self._size = 0
+        self.dropped = 0
+        self.limit = limit
+
+    def append(self, text: str) -> None:
+        self._chunks.append(text)
+        self._size += len(text)
+        if self._size > self.limit:
+            joined = "".join(self._chunks)
+            cut = len(joined) - self.limit // 2
+            self.dropped += cut
+            self._chunks = [joined[cut:]]
+            self._size = len(self._chunks[0])
+
+    def text(self) -> str:
+        if len(self._chunks) > 1:
+            self._chunks = ["".join(self._chunks)]
+        body = self._chunks[0] if self._chunks else ""
+        if self.dropped:
+            return f"[... {self.dropped} characters dropped ...]\n{body}"
+        return body
+
+    def clear(self) -> None:
+        self._chunks.clear()
+        self._size = 0
+        self.dropped = 0
+
+    def __bool__(self) -> bool:
+        return self._size > 0
+
+
+@dataclasses.dataclass(eq=False, slots=True)
+class TaskRecord:
+    """Everything the kernel knows about one app call.
+
+    `depends_on` holds the futures this task waits for; `dependents` the records that wait
+    for this one (kept until the task succeeds, for resubmit). `args`/`kwargs` are released
+    once the task succeeds, so a finished task holds no payload.
+    Parsl's retry handlers read a record with `record["fail_count"]`: item access works.
+    """
+
+    id: int
+    app_name: str
+    func: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    executor: str
+    kind: str = "python"  # python | bash | join | internal
+    state: TaskState = TaskState.PENDING
+    depends_on: list[Future[Any]] = dataclasses.field(default_factory=list)
+    dependents: list[TaskRecord] = dataclasses.field(default_factory=list)
+    pending_deps: int = 0
+    app_fu: AppFuture | None = None
+    outputs: list[DataFuture] = dataclasses.field(default_factory=list)
+    origin: str | None = None
+    label: str | None = None
+    resource_spec: dict[str, Any] = dataclasses.field(default_factory=dict)
+    walltime: float | None = None
+    memoize: bool = False
+    ignore_for_cache: tuple[str, ...] = ()
+    hashsum: str | None = None
+    fail_count: float = 0
+    tries: list[TryRecord] = dataclasses.field(default_factory=list)
+    stdout: OutputBuffer = dataclasses.field(default_factory=OutputBuffer)
+    stderr: OutputBuffer = dataclasses.field(default_factory=OutputBuffer)
+    exception: BaseException | None = None
+    root_cause_ids: tuple[int, ...] = ()
+    time_invoked: float = dataclasses.field(default_factory=time.time)
+    time_returned: float | None = None
+    joins: Any = None  # what a join app returned, while it is joining
+    exec_fu: Future[Any] | None = None  # the executor's future of the current try
+    claimed: bool = False  # the kernel has begun launching this try (cancel() is too late)
+    pending_joins: int = 0
+
+    @property
+    def try_number(self) -> int:
+        return len(self.tries)
+
+    @property
+    def current_try(self) -> TryRecord | None:
+        return self.tries[-1] if self.tries else None
+
+    @property
+    def func_name(self) -> str:
+        return self.app_name
+
+    @property
+    def status(self) -> TaskState:
+        return self.state
+
+    def __getitem__(self, key: str) -> Any:
+        # Parsl's TaskRecord is a TypedDict; retry handlers written for it keep working.
+        aliases = {"app_fu": "app_fu", "fn_hash": "hashsum", "try_id": "try_number"}
+        return getattr(self, aliases.get(key, key))

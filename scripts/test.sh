@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The test command (README, .ci/run): installs what the suite needs, then runs all of it.
+# Safe to run again: each step is quick when its part is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python3 -m pip install --quiet --disable-pip-version-check -e '.[test]'
+
+python3 -m pytest "$@"
