@@ -603,15 +603,19 @@ class DataFlowKernel:
         """Cancel a task that has not started. Its dependents end as dependency failures."""
         record = fut.task_record
         with self._lock:
+            exec_fu = None
             if record.state is _S.PENDING and not record.claimed:
-                pass
+                record.claimed = True
             elif record.state is _S.LAUNCHED and record.exec_fu is not None:
-                if not record.exec_fu.cancel():
-                    return False
-                record.tries[-1].outcome = _S.CANCELLED.value
+                exec_fu = record.exec_fu
             else:
                 return False
-            record.claimed = True
+        # Outside the lock: a cancelled executor future runs _exec_done at once.
+        if exec_fu is not None:
+            if not exec_fu.cancel():
+                return False  # it has started: too late
+            record.tries[-1].outcome = _S.CANCELLED.value
+        with self._lock:
             record.exception = TaskCancelled(record.id, record.app_name, reason)
             self._move(record, _S.CANCELLED)
         if self.bus.active:
