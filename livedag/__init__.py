@@ -37,7 +37,28 @@ _EXPORTS = {
     "TaskState": "livedag.task",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "AUTO_LOGNAME",
+    "DEEP_DEPENDENCY_RESOLVER",
+    "SHALLOW_DEPENDENCY_RESOLVER",
+    "AppFuture",
+    "BasicMemoizer",
+    "Config",
+    "DataFlowKernel",
+    "DataFuture",
+    "File",
+    "HighThroughputExecutor",
+    "TaskState",
+    "ThreadPoolExecutor",
+    "bash_app",
+    "clear",
+    "dfk",
+    "join_app",
+    "load",
+    "python_app",
+    "resubmit",
+    "wait_for_current_tasks",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -68,6 +68,7 @@ class AppBase:
     """An app: a function turned into something that returns a future when called."""
 
     kind = "python"
+    __name__: str  # set from the function by functools.update_wrapper
 
     def __init__(
         self,
@@ -159,7 +160,9 @@ def join_app(
 
 
 def _async_raise(thread_id: int, exc_type: type[BaseException]) -> None:
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exc_type))
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread_id), ctypes.py_object(exc_type)
+    )
 
 
 def run_with_walltime(walltime: float, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -258,7 +261,7 @@ def _open_stream(spec: Any, name: str) -> Any:
         parent = os.path.dirname(path)
         if parent:
             os.makedirs(parent, exist_ok=True)
-        return open(path, mode)  # noqa: SIM115 - closed in run_bash
+        return open(path, mode)  # closed in run_bash
     except Exception as exc:
         raise BadStdStreamFile(f"cannot open {name} file {path!r} (mode {mode!r}): {exc}") from exc
 

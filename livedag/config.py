@@ -141,9 +141,13 @@ class Config:
                 raise ConfigurationError(f"Config.{name} must be a number of seconds >= 0, "
                                          f"got {value!r}")
         if self.retry_handler is not None and not callable(self.retry_handler):
-            raise ConfigurationError("Config.retry_handler must be callable(exception, task_record)")
+            raise ConfigurationError(
+                "Config.retry_handler must be callable(exception, task_record)"
+            )
         if not isinstance(self.run_dir, str) or not self.run_dir:
-            raise ConfigurationError(f"Config.run_dir must be a directory path, got {self.run_dir!r}")
+            raise ConfigurationError(
+                f"Config.run_dir must be a directory path, got {self.run_dir!r}"
+            )
         resolver = self.dependency_resolver
         if resolver is not None and not hasattr(resolver, "traverse_to_gather"):
             raise ConfigurationError(
@@ -158,4 +162,6 @@ class Config:
 
 def _check_int(name: str, value: Any, *, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigurationError(f"Config.{name} must be a whole number >= {minimum}, got {value!r}")
+        raise ConfigurationError(
+            f"Config.{name} must be a whole number >= {minimum}, got {value!r}"
+        )

@@ -6,7 +6,7 @@
                  memo hit ─> memo_done          _launch_if_ready ─> dep_fail (an input failed)
                                                           │
                                                           v
-                 executor.submit(TaskCall) ─> exec future ─> _exec_done ─> exec_done | retry | failed
+             executor.submit(TaskCall) ─> exec future ─> _exec_done ─> exec_done|retry|failed
                                                                        └─> joining (join apps)
 
 Completing one future can complete many others (memo hits, dependency failures, lifted
@@ -130,7 +130,8 @@ class DataFlowKernel:
 
     # ------------------------------------------------------------ executors
     def _start_executor(self, ex: Executor) -> None:
-        ex_dir = os.path.join(self.run_dir, ex.label) if not ex.label.startswith("_") else self.run_dir
+        internal = ex.label.startswith("_")
+        ex_dir = self.run_dir if internal else os.path.join(self.run_dir, ex.label)
         try:
             ex.start(self._on_executor_event, ex_dir)
         except Exception as exc:
@@ -199,7 +200,9 @@ class DataFlowKernel:
             df.app_fut = fut
         return self._enter(record, fut)
 
-    def submit_internal(self, name: str, fn: Callable[..., Any], args: tuple[Any, ...]) -> AppFuture:
+    def submit_internal(
+        self, name: str, fn: Callable[..., Any], args: tuple[Any, ...]
+    ) -> AppFuture:
         """A tiny task of livedag's own (Parsl's lifted `fut[key]` and `fut.attr`)."""
         record = TaskRecord(id=next(self._ids), app_name=name, func=fn, args=args, kwargs={},
                             executor=self._inline.label, kind="internal",
@@ -293,7 +296,9 @@ class DataFlowKernel:
                 deps += [v for v in inputs if isinstance(v, Future)]
         return deps
 
-    def _unwrap(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    def _unwrap(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
         if self._resolver is not None:
             unwrap = self._resolver.traverse_to_unwrap
             args = tuple(unwrap(a) for a in args)
@@ -625,7 +630,9 @@ class DataFlowKernel:
             df.cancel()
         return True
 
-    def resubmit(self, target: AppFuture | int, *, use_latest_definition: bool = True) -> AppFuture:
+    def resubmit(
+        self, target: AppFuture | TaskRecord | int, *, use_latest_definition: bool = True
+    ) -> AppFuture:
         """Run a failed (or cancelled) task again and re-arm the tasks it blocked.
 
         The existing futures go back to pending and later hold the new outcome; the try
@@ -676,9 +683,11 @@ class DataFlowKernel:
         assert record.app_fu is not None
         return record.app_fu
 
-    def _record(self, target: AppFuture | int) -> TaskRecord:
+    def _record(self, target: AppFuture | TaskRecord | int) -> TaskRecord:
         if isinstance(target, AppFuture):
             return target.task_record
+        if isinstance(target, TaskRecord):
+            return target
         record = self.tasks.get(target)
         if record is None:
             raise KeyError(f"no task {target} is known to this kernel (finished tasks are "

@@ -40,7 +40,7 @@ def _source_of(func: Callable[..., Any]) -> bytes:
         # No source (built in a REPL, or C): the code object is the next best identity.
         code = getattr(func, "__code__", None)
         if code is not None:
-            return code.co_code + repr(code.co_consts).encode()
+            return bytes(code.co_code) + repr(code.co_consts).encode()
         return repr(func).encode()
 
 

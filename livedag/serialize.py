@@ -34,7 +34,8 @@ _RESOURCE_HINT = (
 
 
 def dumps(obj: Any) -> bytes:
-    return cloudpickle.dumps(obj, protocol=PROTOCOL)
+    data: bytes = cloudpickle.dumps(obj, protocol=PROTOCOL)
+    return data
 
 
 def loads(data: bytes) -> Any:
@@ -131,8 +132,9 @@ def failure_from(exc: BaseException) -> Failure:
         type_name = f"{type(exc).__module__}.{type_name}"
     try:
         pickling_support.install(exc)
-        data: bytes | None = dumps(exc)
-        loads(data)  # an exception that pickles but cannot be rebuilt is no use either
+        packed = dumps(exc)
+        loads(packed)  # an exception that pickles but cannot be rebuilt is no use either
+        data: bytes | None = packed
     except Exception:
         data = None
     return Failure(data, type_name, str(exc), tb_text)

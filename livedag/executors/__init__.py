@@ -12,7 +12,12 @@ _EXPORTS = {
     "Executor": "livedag.executors.base",
     "ParslExecutor": "livedag.executors.base",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "Executor",
+    "HighThroughputExecutor",
+    "ParslExecutor",
+    "ThreadPoolExecutor",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -62,7 +62,7 @@ class Executor(abc.ABC):
         """Withdraw a task that has not started. True when it will not run."""
         return False
 
-    def shutdown(self) -> None:
+    def shutdown(self) -> None:  # noqa: B027 - nothing to release by default
         """Stop taking tasks and release processes, threads and sockets."""
 
     @property

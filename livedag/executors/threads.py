@@ -66,9 +66,9 @@ def _install_router() -> None:
     with _install_lock:
         _install_count += 1
         if not isinstance(sys.stdout, _Router):
-            sys.stdout = _Router(sys.stdout, "stdout")  # type: ignore[assignment]
+            sys.stdout = _Router(sys.stdout, "stdout")
         if not isinstance(sys.stderr, _Router):
-            sys.stderr = _Router(sys.stderr, "stderr")  # type: ignore[assignment]
+            sys.stderr = _Router(sys.stderr, "stderr")
 
 
 def _uninstall_router() -> None:
@@ -129,7 +129,9 @@ class ThreadPoolExecutor(Executor):
     def submit(self, call: TaskCall) -> Future[Any]:
         if self._stopped or not self._started:
             state = "has shut down" if self._stopped else "was not started"
-            raise ExecutorError(self.label, f"cannot take task {call.task_id}: the executor {state}")
+            raise ExecutorError(
+                self.label, f"cannot take task {call.task_id}: the executor {state}"
+            )
         fut: Future[Any] = Future()
         self._queue.put((call, fut))
         if len(self._threads) < self.max_threads:
