@@ -33,6 +33,23 @@ _RESOURCE_HINT = (
 )
 
 
+_FUTURE_HINT = (
+    "it holds a future inside a container; pass futures as direct arguments (or in "
+    "inputs=[...]), or load a Config(dependency_resolver=DEEP_DEPENDENCY_RESOLVER) so that "
+    "livedag waits for futures inside lists, tuples, sets and dicts"
+)
+
+
+def _holds_future(value: Any) -> bool:
+    from concurrent.futures import Future
+
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return any(isinstance(v, Future) for v in value)
+    if isinstance(value, dict):
+        return any(isinstance(v, Future) for v in value.values())
+    return isinstance(value, Future)
+
+
 def dumps(obj: Any) -> bytes:
     data: bytes = cloudpickle.dumps(obj, protocol=PROTOCOL)
     return data
@@ -95,9 +112,10 @@ def serialization_error(
     who = ""
     if task_id is not None:
         who = f"task {task_id} {app_name!r}: " if app_name else f"task {task_id}: "
+    hint = _FUTURE_HINT if _holds_future(value) else _RESOURCE_HINT
     message = (
         f"{who}{what} (of type {type_name}) cannot be serialized to send it to a worker: "
-        f"{type(exc).__name__}: {exc}. Hint: {_RESOURCE_HINT}."
+        f"{type(exc).__name__}: {exc}. Hint: {hint}."
     )
     return SerializationError(message, what=what, type_name=type_name, task_id=task_id)
 
