@@ -57,7 +57,7 @@ from livedag.errors import (
     exception_name,
 )
 from livedag.executors.base import Executor, TaskCall
-from livedag.futures import AppFuture, DataFuture, File
+from livedag.futures import AppFuture, DataFuture, File, keep_callback
 from livedag.task import TaskRecord, TaskState, TryRecord, check_move
 
 logger = logging.getLogger("livedag")
@@ -127,6 +127,11 @@ class DataFlowKernel:
         self._user_labels = [ex.label for ex in self.config.executors]
         logger.info("livedag kernel loaded: run dir %s, executors %s", self.run_dir,
                     ", ".join(self._user_labels))
+        for hook in list(_load_hooks):
+            try:
+                hook(self)
+            except Exception:
+                logger.exception("a load hook (%r) failed", hook)
 
     # ------------------------------------------------------------ executors
     def _start_executor(self, ex: Executor) -> None:
@@ -673,7 +678,12 @@ class DataFlowKernel:
         if self.bus.active:
             self.bus.publish(ev.TaskResubmitted(time.time(), record.id, record.try_number + 1,
                                                 tuple(r.id for r in blocked), redefined))
-        # Count the inputs still to come; the callbacks added at submit time fire again.
+        # Count the inputs still to come; the callbacks added at submit time fire again,
+        # except those added to an input that had already ended: put them back first.
+        for r in blocked:
+            for d in r.depends_on:
+                if isinstance(d, (AppFuture, DataFuture)) and not d.done():
+                    keep_callback(d, functools.partial(self._dep_done, r))
         for r in [record, *blocked]:
             with self._lock:
                 r.pending_deps = sum(1 for d in r.depends_on if not d.done())
@@ -821,6 +831,24 @@ def _start_logging(config: Config, run_dir: str) -> logging.Handler | None:
 # ---------------------------------------------------------------- the loaded kernel
 _current: DataFlowKernel | None = None
 _load_lock = threading.Lock()
+_load_hooks: list[Callable[[DataFlowKernel], None]] = []
+
+
+def on_load(hook: Callable[[DataFlowKernel], None]) -> Callable[[], None]:
+    """Call `hook(dfk)` for every DataFlowKernel made from now on (the Jupyter extension and
+    `livedag run` attach their subscribers this way). Returns a function that removes it."""
+    _load_hooks.append(hook)
+
+    def remove() -> None:
+        if hook in _load_hooks:
+            _load_hooks.remove(hook)
+
+    return remove
+
+
+def current_or_none() -> DataFlowKernel | None:
+    """The loaded kernel, or None (no error)."""
+    return _current
 
 
 def load(config: Config | None = None) -> DataFlowKernel:

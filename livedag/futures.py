@@ -11,6 +11,7 @@ future goes back to pending and later holds the new outcome.
 from __future__ import annotations
 
 import concurrent.futures._base as _cf
+import functools
 import operator
 import os
 from concurrent.futures import Future
@@ -92,6 +93,20 @@ class AppFuture(Future[Any]):
     def __repr__(self) -> str:
         r = self.task_record
         return f"<AppFuture task {r.id} {r.app_name!r} {r.state.value}>"
+
+
+def keep_callback(fut: Future[Any], fn: functools.partial[Any]) -> None:
+    """Register `fn` on a pending future unless an equal partial is registered already.
+
+    A callback added to a future that had already ended ran at once and was not kept;
+    when resubmit resets that future, the kernel puts its callback back with this.
+    """
+    with fut._condition:  # type: ignore[attr-defined]
+        callbacks = fut._done_callbacks  # type: ignore[attr-defined]
+        for cb in callbacks:
+            if isinstance(cb, functools.partial) and cb.func == fn.func and cb.args == fn.args:
+                return
+        callbacks.append(fn)
 
 
 class File(os.PathLike[str]):
