@@ -4,9 +4,14 @@ The tree, named for whose fault each one is::
 
     LivedagError                     (Parsl: ParslError)
     ├── ConfigurationError           the Config or an executor's settings are wrong
+    │   └── SubmitError              the batch scheduler refused a block's job (its own
+    │                                message, the command and the script are kept)
+    ├── SchedulerCommandError        a scheduler tool is missing, failed or timed out
     ├── NoDataFlowKernelError        an app was called before livedag.load()
     ├── SerializationError           an argument or result cannot be pickled
     ├── DeserializationError         bytes from a worker cannot be unpickled here
+    │   └── WorkerImportError        a worker cannot import what a task needs (also a
+    │                                ModuleNotFoundError); names its Python and sys.path
     ├── BadCheckpoint                a checkpoint file cannot be read
     ├── ExecutorError                an executor cannot run tasks at all
     ├── AppBadFormatting             a bash app's command could not be rendered
@@ -66,6 +71,55 @@ class ConfigurationError(LivedagError):
     """The Config, or an executor's or provider's settings, cannot work."""
 
 
+class SubmitError(ConfigurationError):
+    """The batch scheduler refused to queue a block's job (sbatch, qsub, bsub ...).
+
+    Whose fault: the provider's settings (partition, memory, walltime ...) as the scheduler
+    sees them. `stderr` is the tool's own message; `script_path` is the job script it got.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str = "",
+        command: Sequence[str] = (),
+        returncode: int | None = None,
+        stdout: str = "",
+        stderr: str = "",
+        script_path: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.command = list(command)
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+        self.script_path = script_path
+
+
+class SchedulerCommandError(LivedagError):
+    """A scheduler command could not be run, timed out, or failed in a way livedag cannot
+    read (the scheduler or its client is missing or not answering)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        command: Sequence[str] = (),
+        returncode: int | None = None,
+        stdout: str = "",
+        stderr: str = "",
+        timed_out: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.command = list(command)
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+        self.timed_out = timed_out
+
+
 class NoDataFlowKernelError(LivedagError):
     """An app was called, or dfk() asked for, before livedag.load()."""
 
@@ -101,6 +155,31 @@ class SerializationError(LivedagError):
 
 class DeserializationError(LivedagError):
     """Bytes from another process could not be turned back into objects here."""
+
+
+class WorkerImportError(DeserializationError, ModuleNotFoundError):
+    """A worker could not import a module needed to unpickle a task's call.
+
+    Whose fault: the worker's environment. It carries the interpreter and `sys.path` the
+    worker used, so a user can see which environment is missing the module.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        module: str = "",
+        python: str = "",
+        sys_path: Sequence[str] = (),
+        host: str = "",
+        task_id: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.module = module
+        self.python = python
+        self.sys_path = list(sys_path)
+        self.host = host
+        self.task_id = task_id
 
 
 class BadCheckpoint(LivedagError):
