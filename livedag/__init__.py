@@ -74,6 +74,19 @@ def __dir__() -> list[str]:
     return sorted([*globals(), *_EXPORTS])
 
 
+def load_ipython_extension(ipython: Any) -> None:
+    """`%load_ext livedag`: the live DAG widget, cell tagging, readable task errors."""
+    from livedag.jupyter import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    from livedag.jupyter import unload_ipython_extension as unload
+
+    unload(ipython)
+
+
 if TYPE_CHECKING:
     from livedag.apps import AUTO_LOGNAME, bash_app, join_app, python_app
     from livedag.config import Config

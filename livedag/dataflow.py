@@ -101,6 +101,9 @@ class DataFlowKernel:
         self._tl = threading.local()
         self._closed = False
         self.task_origin: str | None = None  # set by the Jupyter extension per cell
+        # A kernel loaded on the user's behalf (by %load_ext livedag) gives way to the
+        # user's own livedag.load(config) as long as it has run no task.
+        self.replaceable = False
         self.hostname = socket.gethostname()
         from livedag.dependency_resolvers import DEEP_DEPENDENCY_RESOLVER
 
@@ -678,12 +681,8 @@ class DataFlowKernel:
         if self.bus.active:
             self.bus.publish(ev.TaskResubmitted(time.time(), record.id, record.try_number + 1,
                                                 tuple(r.id for r in blocked), redefined))
-        # Count the inputs still to come; the callbacks added at submit time fire again,
-        # except those added to an input that had already ended: put them back first.
-        for r in blocked:
-            for d in r.depends_on:
-                if isinstance(d, (AppFuture, DataFuture)) and not d.done():
-                    keep_callback(d, functools.partial(self._dep_done, r))
+        # Count the inputs still to come; the callbacks added at submit time fire again.
+        self._restore_dep_callbacks(blocked)
         for r in [record, *blocked]:
             with self._lock:
                 r.pending_deps = sum(1 for d in r.depends_on if not d.done())
@@ -692,6 +691,14 @@ class DataFlowKernel:
                 self._soon(self._launch_if_ready, r)
         assert record.app_fu is not None
         return record.app_fu
+
+    def _restore_dep_callbacks(self, blocked: list[TaskRecord]) -> None:
+        """A callback added to an input that had already ended when the task was made ran
+        at once and was not kept; put it back on the reset inputs before they run again."""
+        for r in blocked:
+            for d in r.depends_on:
+                if isinstance(d, (AppFuture, DataFuture)) and not d.done():
+                    keep_callback(d, functools.partial(self._dep_done, r))
 
     def _record(self, target: AppFuture | TaskRecord | int) -> TaskRecord:
         if isinstance(target, AppFuture):
@@ -790,7 +797,22 @@ def _blocked_descendants(root: TaskRecord) -> list[TaskRecord]:
         seen.add(r.id)
         found.append(r)
         stack.extend(r.dependents)
-    return sorted(found, key=lambda r: r.id)
+    # A task that also waits for another failed input stays dependency-failed until that
+    # input is resubmitted too: launched while that input is reset, it would block the
+    # thread that launched it (and with one worker, deadlock).
+    while True:
+        ids = {root.id} | {r.id for r in found}
+        keep = [r for r in found if not any(_failed_outside(d, ids) for d in r.depends_on)]
+        if len(keep) == len(found):
+            return sorted(found, key=lambda r: r.id)
+        found = keep
+
+
+def _failed_outside(dep: Future[Any], ids: set[int]) -> bool:
+    parent = _record_of(dep)
+    if parent is not None and parent.id in ids:
+        return False
+    return dep.done() and (dep.cancelled() or dep.exception() is not None)
 
 
 def _use_latest_definition(record: TaskRecord) -> bool:
@@ -855,6 +877,9 @@ def load(config: Config | None = None) -> DataFlowKernel:
     """Load a Config and start its executors; apps run on this kernel from now on."""
     global _current
     with _load_lock:
+        if _current is not None and _current.replaceable and _current.task_count == 0:
+            _current.cleanup()
+            _current = None
         if _current is not None:
             raise ConfigurationError(
                 "Config has already been loaded: call livedag.dfk().cleanup() and "

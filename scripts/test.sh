@@ -6,4 +6,7 @@ cd "$(dirname "$0")/.."
 
 python3 -m pip install --quiet --disable-pip-version-check -e '.[test]'
 
+# Chromium (apt) and JupyterLab + Playwright (pip) for the widget's browser tests.
+bash scripts/browser-deps.sh
+
 python3 -m pytest "$@"

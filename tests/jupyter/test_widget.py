@@ -1,0 +1,124 @@
+"""The widget outside a browser: real kernel (DataFlowKernel), real anywidget, the dummy
+comm ipywidgets uses without a Jupyter kernel. The browser side is in tests/browser."""
+
+from __future__ import annotations
+
+import pytest
+
+import livedag
+from livedag import Config, ThreadPoolExecutor
+
+pytest.importorskip("anywidget")
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def dfk(tmp_path):
+    k = livedag.DataFlowKernel(Config(executors=[ThreadPoolExecutor(label="threads")],
+                                      run_dir=str(tmp_path), initialize_logging=False))
+    try:
+        yield k
+    finally:
+        k.cleanup()
+
+
+@pytest.fixture
+def widget(dfk):
+    from livedag.jupyter.widget import DagWidget
+
+    w = DagWidget(dfk, interval=0.02)
+    try:
+        yield w
+    finally:
+        w.close()
+
+
+def test_assets_are_found():
+    from livedag.jupyter.widget import DagWidget
+
+    assert "export default" in str(DagWidget._esm)
+    assert ".livedag-dag" in str(DagWidget._css)
+
+
+def test_diffs_reach_synced_state(dfk, widget):
+    @livedag.python_app(data_flow_kernel=dfk)
+    def inc(x):
+        return x + 1
+
+    futures = [inc(i) for i in range(20)]
+    assert [f.result(timeout=10) for f in futures] == list(range(1, 21))
+    assert widget.flush(10)
+    assert widget.diff["legend"] == {"done": 20}
+    state = widget.get_state()
+    snap = state["snapshot"]
+    assert len(snap["nodes"]) == 20 and snap["rev"] == widget.graph.rev
+    assert state["_model_module_version"] == "*"
+    # A partial state (what a diff sends) does not recompute the snapshot.
+    assert "snapshot" not in widget.get_state("diff")
+
+
+def test_tasks_made_before_the_widget_are_seeded(dfk):
+    from livedag.jupyter.widget import DagWidget
+
+    @livedag.python_app(data_flow_kernel=dfk)
+    def boom():
+        raise ValueError("early")
+
+    f = boom()
+    with pytest.raises(ValueError):
+        f.result(timeout=10)
+    w = DagWidget(dfk, interval=0.02)
+    try:
+        assert w.settled().nodes[f.tid].state == "failed"
+    finally:
+        w.close()
+
+
+def test_commands_from_the_browser_run_on_the_engine(dfk, widget):
+    import threading
+
+    gate = threading.Event()
+
+    @livedag.python_app(data_flow_kernel=dfk)
+    def wait():
+        gate.wait(10)
+
+    @livedag.python_app(data_flow_kernel=dfk)
+    def flaky(x):
+        if not gate.is_set():
+            raise RuntimeError("not yet")
+        return x
+
+    acks: dict[str, dict] = {}
+    widget.observe(lambda change: acks.update(
+        {a["cmd"]: a for a in change["new"].get("acks", [])}), names="diff")
+    bad = flaky(1)
+    with pytest.raises(RuntimeError):
+        bad.result(timeout=10)
+    blocker = wait()
+    pending = flaky(blocker)
+    widget._on_frontend_msg(widget, {"type": "cancel", "id": pending.tid, "cmd": "c1"}, [])
+    assert widget.flush(10)
+    assert pending.cancelled()
+    gate.set()
+    widget._on_frontend_msg(widget, {"type": "resubmit_failed", "cmd": "c2"}, [])
+    widget._on_frontend_msg(widget, {"type": "resubmit", "id": 999, "cmd": "c3"}, [])
+    assert widget.flush(10)
+    assert bad.result(timeout=10) == 1
+    assert widget.flush(10)
+    assert acks["c1"]["ok"] and acks["c1"]["text"] == f"task {pending.tid} cancelled"
+    assert acks["c2"]["ok"] and acks["c2"]["text"] == "resubmitted 1 failed task"
+    assert not acks["c3"]["ok"] and "999" in acks["c3"]["text"]
+
+
+def test_bundle_has_png_and_text_beside_the_view(dfk, widget):
+    bundle = widget._repr_mimebundle_()
+    bundle = bundle[0] if isinstance(bundle, tuple) else bundle
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert bundle["text/plain"].startswith("livedag: 0 tasks")
+    assert bundle["image/png"].startswith("iVBOR")
+
+
+def test_close_unsubscribes(dfk, widget):
+    widget.close()
+    assert not dfk.bus.active

@@ -1,0 +1,574 @@
+// livedag DAG widget: an SVG view of the kernel's task graph (anywidget ES module).
+//
+//   kernel ── model "snapshot" (whole view, on (re)load) ──> store ──> SVG + legend + panel
+//          ── model "diff" (changes, every ~150 ms) ───────┘
+//   clicks ── model.send({type: "resubmit" | "cancel" | "resubmit_failed"}) ──> kernel queue
+//
+// Layout comes from Python (layer, row) and never moves, so an update only touches the
+// nodes that changed. The detail panel reads the store: a click needs no kernel round trip.
+
+const STATES = ["pending", "launched", "running", "done", "failed", "dep_fail", "cached",
+  "cancelled", "superseded"];
+const DX = 150; // px between layers
+const DY = 26; // px between rows
+const NW = 118; // node width
+const NH = 19; // node height
+const AW = 200; // aggregated box width
+const AH = 46;
+const SVGNS = "http://www.w3.org/2000/svg";
+const QUEUED_AFTER_MS = 1200;
+
+/** @type {Map<string, Store>} one store per widget model, shared by its views */
+const stores = new Map();
+
+/**
+ * @typedef {{id: number, app: string, state: string, group: string, layer: number,
+ *   row: number, deps: number[], folded_into?: number, blocked?: number, [k: string]: any}} Node
+ * @typedef {{rev: number, mode: string, nodes: Map<number, Node>, groups: Map<string, any>,
+ *   agg: Map<string, any>, legend: Record<string, number>, cascades: any[],
+ *   views: Set<View>, acks: any[], stale: boolean}} Store
+ * @typedef {{onChange: (ids: number[] | null) => void, onAcks: (acks: any[]) => void}} View
+ */
+
+/** @returns {Store} */
+function newStore() {
+  return { rev: -1, mode: "nodes", nodes: new Map(), groups: new Map(), agg: new Map(),
+    legend: {}, cascades: [], views: new Set(), acks: [], stale: false,
+    // What the user did, kept here so that a view drawn again (the output is refreshed at
+    // the end of a run, or shown twice) keeps the selection, zoom and status line.
+    ui: { selected: null, view: null, userMoved: false, status: ["", ""], showBlocked: false } };
+}
+
+/** Replace everything with a snapshot (only if it is newer than what we have). */
+function loadSnapshot(store, snap) {
+  if (!snap || typeof snap.rev !== "number" || snap.rev < store.rev) return false;
+  store.rev = snap.rev;
+  store.mode = snap.mode || "nodes";
+  store.nodes = new Map((snap.nodes || []).map((n) => [n.id, n]));
+  store.groups = new Map((snap.groups || []).map((g) => [g.key, g]));
+  store.agg = new Map((snap.agg || []).map((g) => [g.key, g]));
+  store.legend = snap.legend || {};
+  store.cascades = snap.cascades || [];
+  store.stale = false;
+  return true;
+}
+
+/** Apply one diff; returns the changed node ids, null for "redraw everything", or false
+ * when the diff does not follow what we have (the kernel is asked for a snapshot). */
+function applyDiff(store, d) {
+  if (!d || typeof d.rev !== "number" || d.rev <= store.rev) return [];
+  if (d.reset) {
+    loadSnapshot(store, d);
+    return null;
+  }
+  if (d.rev !== store.rev + 1) {
+    store.stale = true;
+    return false;
+  }
+  store.rev = d.rev;
+  const modeChanged = d.mode !== store.mode;
+  store.mode = d.mode;
+  store.legend = d.legend || store.legend;
+  for (const g of d.groups || []) store.groups.set(g.key, g);
+  for (const g of d.agg || []) store.agg.set(g.key, g);
+  if (d.cascades) store.cascades = d.cascades;
+  const ids = [];
+  for (const n of d.nodes || []) {
+    store.nodes.set(n.id, n);
+    ids.push(n.id);
+  }
+  return modeChanged || (d.agg && d.agg.length) ? null : ids;
+}
+
+function storeFor(model) {
+  const uid = model.get("uid");
+  let store = stores.get(uid);
+  if (!store) {
+    store = newStore();
+    stores.set(uid, store);
+    loadSnapshot(store, model.get("snapshot"));
+    applyDiff(store, model.get("diff"));
+    model.on("change:snapshot", () => {
+      if (loadSnapshot(store, model.get("snapshot"))) {
+        for (const v of store.views) v.onChange(null);
+      }
+    });
+    model.on("change:diff", () => {
+      const d = model.get("diff");
+      const ids = applyDiff(store, d);
+      if (ids === false) {
+        model.send({ type: "resync" });
+        return;
+      }
+      for (const v of store.views) v.onChange(ids);
+      if (d && d.acks && d.acks.length) for (const v of store.views) v.onAcks(d.acks);
+    });
+  }
+  return store;
+}
+
+function el(tag, attrs = {}, text = "") {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
+  if (text) e.textContent = text;
+  return e;
+}
+
+function svg(tag, attrs = {}) {
+  const e = document.createElementNS(SVGNS, tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
+  return e;
+}
+
+function fmtTime(t) {
+  if (!t) return "";
+  return new Date(t * 1000).toLocaleTimeString();
+}
+
+function fmtDur(a, b) {
+  if (!a || !b) return "";
+  const s = b - a;
+  return s < 1 ? `${Math.round(s * 1000)} ms` : `${s.toFixed(1)} s`;
+}
+
+/** The view: toolbar, legend, cascades, SVG canvas, detail panel. */
+function render({ model, el: root }) {
+  const store = storeFor(model);
+  root.classList.add("livedag-dag");
+  root.innerHTML = "";
+  const bar = el("div", { class: "ld-bar" });
+  const title = el("span", { class: "ld-title" }, "livedag");
+  const legend = el("span", { class: "ld-legend" });
+  const status = el("span", { class: "ld-status", "data-testid": "status" });
+  const btnFailed = el("button", { class: "ld-btn ld-resubmit-failed" }, "Resubmit all failed");
+  const btnFit = el("button", { class: "ld-btn ld-fit" }, "Fit");
+  const blockedLabel = el("label", { class: "ld-toggle" });
+  const blockedBox = el("input", { type: "checkbox", class: "ld-show-blocked" });
+  blockedLabel.append(blockedBox, document.createTextNode(" show blocked"));
+  bar.append(title, legend, btnFailed, btnFit, blockedLabel, status);
+  const cascades = el("div", { class: "ld-cascades" });
+  const main = el("div", { class: "ld-main" });
+  const canvas = svg("svg", { class: "ld-canvas" });
+  canvas.style.height = `${model.get("height")}px`;
+  const world = svg("g", { class: "ld-world" });
+  const groupLayer = svg("g", { class: "ld-groups" });
+  const edgeLayer = svg("g", { class: "ld-edges" });
+  const nodeLayer = svg("g", { class: "ld-nodes" });
+  world.append(groupLayer, edgeLayer, nodeLayer);
+  canvas.append(world);
+  const panel = el("div", { class: "ld-panel" });
+  panel.append(el("div", { class: "ld-hint" }, "Click a task to see its details."));
+  main.append(canvas, panel);
+  root.append(bar, cascades, main);
+
+  /** @type {Map<number, SVGGElement>} */
+  const nodeEls = new Map();
+  /** @type {Map<number, SVGPathElement[]>} edges into a node */
+  const edgeEls = new Map();
+  const ui = store.ui;
+  let selected = /** @type {number | string | null} */ (ui.selected);
+  let view = ui.view || { x: 10, y: 10, k: 1 };
+  ui.view = view;
+  let userMoved = ui.userMoved;
+  blockedBox.checked = ui.showBlocked;
+  let pending = /** @type {Set<number> | null} */ (new Set());
+  let frame = 0;
+  /** @type {Map<string, {text: string, timer: any}>} commands not yet answered */
+  const inflight = ui.inflight || (ui.inflight = new Map());
+
+  const visible = (n) => n && (n.folded_into === undefined || blockedBox.checked);
+  const applyView = () => world.setAttribute("transform",
+    `translate(${view.x},${view.y}) scale(${view.k})`);
+
+  function fit() {
+    const box = world.getBBox();
+    const w = canvas.clientWidth || 800;
+    const h = canvas.clientHeight || 400;
+    if (!box.width || !box.height) return;
+    const k = Math.min(1.25, Math.max(0.02, Math.min((w - 20) / box.width, (h - 20) / box.height)));
+    Object.assign(view, { k, x: 10 - box.x * k, y: 10 - box.y * k });
+    applyView();
+  }
+
+  function nodeXY(n) {
+    return [n.layer * DX, n.row * DY];
+  }
+
+  function drawNode(n) {
+    let g = nodeEls.get(n.id);
+    if (!g) {
+      g = svg("g", { class: "ld-node", "data-id": n.id });
+      const [x, y] = nodeXY(n);
+      g.setAttribute("transform", `translate(${x},${y})`);
+      const rect = svg("rect", { width: NW, height: NH, rx: 4 });
+      const label = svg("text", { x: 6, y: 13 });
+      label.textContent = `${n.id} ${n.app}`.slice(0, 18);
+      const badge = svg("text", { class: "ld-badge", x: NW + 3, y: 13 });
+      const title = svg("title");
+      g.append(rect, label, badge, title);
+      g.addEventListener("click", (e) => {
+        e.stopPropagation();
+        select(n.id);
+      });
+      nodeLayer.append(g);
+      nodeEls.set(n.id, g);
+      const paths = [];
+      for (const dep of n.deps) {
+        const p = store.nodes.get(dep);
+        if (!p) continue;
+        const [x1, y1] = nodeXY(p);
+        const sx = x1 + NW;
+        const sy = y1 + NH / 2;
+        const ty = y + NH / 2;
+        const mx = (sx + x) / 2;
+        const path = svg("path", { class: "ld-edge", "data-from": dep,
+          d: `M${sx},${sy} C${mx},${sy} ${mx},${ty} ${x},${ty}` });
+        edgeLayer.append(path);
+        paths.push(path);
+      }
+      edgeEls.set(n.id, paths);
+    }
+    const cls = n.state === "superseded" ? `ld-${n.real_state || "done"} ld-superseded`
+      : `ld-${n.state}`;
+    g.setAttribute("class", `ld-node ${cls}${n.id === selected ? " ld-selected" : ""}`);
+    g.setAttribute("data-state", n.state);
+    g.style.display = visible(n) ? "" : "none";
+    g.querySelector(".ld-badge").textContent = n.blocked ? `+${n.blocked} blocked` : "";
+    g.querySelector("title").textContent = `task ${n.id} ${n.app}: ${n.state}`
+      + (n.exc_type ? `\n${n.exc_type}: ${n.message || ""}` : "");
+    for (const p of edgeEls.get(n.id) || []) {
+      const src = store.nodes.get(Number(p.getAttribute("data-from")));
+      p.style.display = visible(n) && visible(src) ? "" : "none";
+    }
+  }
+
+  function drawGroups() {
+    groupLayer.innerHTML = "";
+    const boxes = new Map();
+    for (const n of store.nodes.values()) {
+      if (!visible(n)) continue;
+      const [x, y] = nodeXY(n);
+      const b = boxes.get(n.group) || { x0: x, y0: y, x1: x, y1: y };
+      b.x0 = Math.min(b.x0, x); b.y0 = Math.min(b.y0, y);
+      b.x1 = Math.max(b.x1, x); b.y1 = Math.max(b.y1, y);
+      boxes.set(n.group, b);
+    }
+    for (const [key, b] of boxes) {
+      const g = store.groups.get(key) || { label: key };
+      const r = svg("rect", { class: `ld-group${g.superseded ? " ld-group-old" : ""}`,
+        x: b.x0 - 8, y: b.y0 - 18, width: b.x1 - b.x0 + NW + 16, height: b.y1 - b.y0 + NH + 26,
+        rx: 6 });
+      const t = svg("text", { class: "ld-group-label", x: b.x0 - 4, y: b.y0 - 6 });
+      t.textContent = g.label + (g.superseded ? " (superseded)" : "");
+      groupLayer.append(r, t);
+    }
+  }
+
+  function drawAggregate() {
+    nodeLayer.innerHTML = "";
+    edgeLayer.innerHTML = "";
+    groupLayer.innerHTML = "";
+    nodeEls.clear();
+    edgeEls.clear();
+    const pos = new Map();
+    for (const a of store.agg.values()) pos.set(a.key, [a.layer * (AW + 60), a.row * (AH + 16)]);
+    for (const a of store.agg.values()) {
+      const [x, y] = pos.get(a.key);
+      for (const d of a.deps || []) {
+        const from = pos.get(d);
+        if (!from) continue;
+        const sx = from[0] + AW;
+        const sy = from[1] + AH / 2;
+        const mx = (sx + x) / 2;
+        edgeLayer.append(svg("path", { class: "ld-edge",
+          d: `M${sx},${sy} C${mx},${sy} ${mx},${y + AH / 2} ${x},${y + AH / 2}` }));
+      }
+      const g = svg("g", { class: `ld-agg${a.superseded ? " ld-superseded" : ""}${
+        selected === a.key ? " ld-selected" : ""}`, transform: `translate(${x},${y})`,
+      "data-key": a.key });
+      g.append(svg("rect", { class: "ld-agg-box", width: AW, height: AH, rx: 5 }));
+      const total = Object.values(a.counts).reduce((s, c) => s + c, 0) || 1;
+      let off = 0;
+      for (const s of STATES) {
+        const c = a.counts[s] || 0;
+        if (!c) continue;
+        const w = (AW - 12) * c / total;
+        g.append(svg("rect", { class: `ld-bar-seg ld-${s}`, x: 6 + off, y: 26, width: w,
+          height: 12 }));
+        off += w;
+      }
+      const t = svg("text", { x: 6, y: 17 });
+      const n = Object.values(a.counts).reduce((s, c) => s + c, 0);
+      t.textContent = `${a.app} · ${a.label} · ${n}`;
+      g.append(t);
+      g.addEventListener("click", (e) => {
+        e.stopPropagation();
+        select(a.key);
+      });
+      nodeLayer.append(g);
+    }
+  }
+
+  function drawLegend() {
+    legend.innerHTML = "";
+    for (const s of STATES) {
+      const c = store.legend[s];
+      if (!c) continue;
+      const chip = el("span", { class: `ld-chip ld-${s}`, "data-state": s });
+      chip.append(el("i"), document.createTextNode(` ${s.replace("_", " ")} ${c}`));
+      legend.append(chip);
+    }
+    btnFailed.disabled = !store.legend.failed;
+    cascades.innerHTML = "";
+    for (const c of store.cascades.slice(0, 5)) {
+      const a = el("a", { class: "ld-cascade", href: "#", "data-root": c.root }, c.text);
+      a.addEventListener("click", (e) => {
+        e.preventDefault();
+        select(c.root);
+      });
+      cascades.append(a);
+    }
+  }
+
+  function redraw(ids) {
+    if (store.mode === "aggregate") {
+      drawAggregate();
+    } else {
+      if (ids === null) {
+        nodeLayer.innerHTML = "";
+        edgeLayer.innerHTML = "";
+        nodeEls.clear();
+        edgeEls.clear();
+        ids = [...store.nodes.keys()].sort((a, b) => a - b);
+      }
+      for (const id of ids) {
+        const n = store.nodes.get(id);
+        if (n) drawNode(n);
+      }
+      drawGroups();
+    }
+    drawLegend();
+    if (selected !== null) showDetail(selected, false);
+    // Follow the graph as it grows until the user pans or zooms.
+    if (!userMoved && (store.nodes.size || store.agg.size)) fit();
+  }
+
+  function schedule(ids) {
+    if (ids === null) pending = null;
+    else if (pending !== null) for (const id of ids) pending.add(id);
+    if (frame) return;
+    frame = requestAnimationFrame(() => {
+      frame = 0;
+      const todo = pending === null ? null : [...pending];
+      pending = new Set();
+      redraw(todo);
+    });
+  }
+
+  function select(id) {
+    const before = selected;
+    selected = id;
+    ui.selected = id;
+    for (const k of [before, id]) {
+      if (typeof k === "number" && store.nodes.has(k)) drawNode(store.nodes.get(k));
+    }
+    if (typeof id === "number") {
+      const n = store.nodes.get(id);
+      if (n && n.folded_into !== undefined && !blockedBox.checked) {
+        blockedBox.checked = ui.showBlocked = true;
+        schedule(null);
+      }
+    }
+    if (store.mode === "aggregate") drawAggregate();
+    showDetail(id, true);
+  }
+
+  function send(type, id, text) {
+    const cmd = `c${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
+    const timer = setTimeout(() => {
+      if (inflight.has(cmd)) setStatus(`queued: kernel busy (${text})`, "queued");
+    }, QUEUED_AFTER_MS);
+    inflight.set(cmd, { text, timer });
+    setStatus(`${text}...`, "sent");
+    model.send({ type, id, cmd });
+  }
+
+  function setStatus(text, kind) {
+    ui.status = [text, kind];
+    status.textContent = text;
+    status.setAttribute("data-kind", kind);
+  }
+
+  function onAcks(acks) {
+    for (const a of acks) {
+      const f = inflight.get(a.cmd);
+      if (f) {
+        clearTimeout(f.timer);
+        inflight.delete(a.cmd);
+      }
+      setStatus(a.text, a.ok ? "ok" : "error");
+    }
+  }
+
+  function section(title, body, cls = "") {
+    const s = el("div", { class: `ld-sec ${cls}` });
+    s.append(el("div", { class: "ld-sec-title" }, title));
+    if (typeof body === "string") s.append(el("pre", { class: "ld-pre" }, body));
+    else s.append(body);
+    return s;
+  }
+
+  function taskLink(tid) {
+    const n = store.nodes.get(tid);
+    const a = el("a", { href: "#", class: "ld-link", "data-task": tid },
+      `task ${tid}${n ? ` '${n.app}'` : ""}`);
+    a.addEventListener("click", (e) => {
+      e.preventDefault();
+      select(tid);
+    });
+    return a;
+  }
+
+  function showDetail(id, scroll) {
+    const keepScroll = panel.scrollTop;
+    panel.innerHTML = "";
+    if (typeof id === "string") return showGroupDetail(id);
+    const n = store.nodes.get(id);
+    if (!n) {
+      panel.append(el("div", { class: "ld-hint" }, `task ${id} is not in view`));
+      return;
+    }
+    const head = el("div", { class: "ld-head" });
+    head.append(el("span", { class: `ld-pill ld-${n.state}` }, n.state.replace("_", " ")),
+      el("b", {}, ` ${n.app}`), document.createTextNode(` · task ${n.id}`));
+    panel.append(head);
+    const actions = el("div", { class: "ld-actions" });
+    const canResubmit = ["failed", "dep_fail", "cancelled"].includes(n.real_state || n.state);
+    const canCancel = ["pending", "launched"].includes(n.real_state || n.state);
+    const rb = el("button", { class: "ld-btn ld-resubmit" }, "Resubmit");
+    rb.disabled = !canResubmit;
+    rb.addEventListener("click", () => send("resubmit", n.id, `resubmitting task ${n.id}`));
+    const cb = el("button", { class: "ld-btn ld-cancel" }, "Cancel");
+    cb.disabled = !canCancel;
+    cb.addEventListener("click", () => send("cancel", n.id, `cancelling task ${n.id}`));
+    actions.append(rb, cb);
+    panel.append(actions);
+    const dl = el("dl", { class: "ld-facts" });
+    const fact = (k, v) => {
+      if (v === undefined || v === null || v === "") return;
+      dl.append(el("dt", {}, k), el("dd", {}, String(v)));
+    };
+    fact("cell", n.cell);
+    fact("args", n.args);
+    fact("executor", n.executor);
+    fact("host", n.host ? `${n.host}${n.pid ? ` pid ${n.pid}` : ""}` : "");
+    fact("block", n.block_id);
+    fact("job", n.job_id);
+    if (n.blocked) fact("blocks", `${n.blocked} dependent tasks`);
+    panel.append(dl);
+    if (n.root_cause_ids && n.root_cause_ids.length && n.state !== "failed") {
+      const rc = el("div", { class: "ld-root-cause" });
+      rc.append(document.createTextNode("root cause: "));
+      n.root_cause_ids.forEach((r, i) => {
+        if (i) rc.append(document.createTextNode(", "));
+        rc.append(taskLink(r));
+      });
+      panel.append(rc);
+    }
+    if (n.tries && n.tries.length) {
+      const t = el("table", { class: "ld-tries" });
+      t.append(el("tr", {}, ""));
+      t.firstChild.append(...["try", "launched", "ran", "outcome"].map((h) => el("th", {}, h)));
+      for (const tr of n.tries) {
+        const row = el("tr");
+        row.append(el("td", {}, String(tr.number)), el("td", {}, fmtTime(tr.launched)),
+          el("td", {}, fmtDur(tr.started || tr.launched, tr.ended)),
+          el("td", {}, `${tr.outcome || "…"}${tr.exc_type ? ` (${tr.exc_type})` : ""}`));
+        t.append(row);
+      }
+      panel.append(section("tries", t));
+    }
+    if (n.exc_type) panel.append(el("div", { class: "ld-error" }, `${n.exc_type}: ${n.message || ""}`));
+    if (n.stdout) panel.append(section("stdout", n.stdout, "ld-stdout"));
+    if (n.stderr) panel.append(section("stderr", n.stderr, "ld-stderr"));
+    if (n.traceback) panel.append(section("traceback", n.traceback, "ld-traceback"));
+    if (!scroll) panel.scrollTop = keepScroll;
+  }
+
+  function showGroupDetail(key) {
+    const a = store.agg.get(key) || store.groups.get(key);
+    if (!a) return;
+    panel.append(el("div", { class: "ld-head" }, `${a.app || ""} · ${a.label}`));
+    const dl = el("dl", { class: "ld-facts" });
+    for (const s of STATES) {
+      if (a.counts[s]) dl.append(el("dt", {}, s), el("dd", {}, String(a.counts[s])));
+    }
+    panel.append(dl);
+    if (a.failed && a.failed.length) {
+      const list = el("div", { class: "ld-root-cause" });
+      list.append(document.createTextNode(`failed (${a.n_failed}): `));
+      a.failed.forEach((tid, i) => {
+        if (i) list.append(document.createTextNode(", "));
+        list.append(taskLink(tid));
+      });
+      panel.append(list);
+    }
+  }
+
+  // Pan (drag) and zoom (wheel) on the canvas.
+  let drag = null;
+  canvas.addEventListener("mousedown", (e) => {
+    drag = { x: e.clientX - view.x, y: e.clientY - view.y, moved: false };
+  });
+  const onMove = (e) => {
+    if (!drag) return;
+    userMoved = ui.userMoved = true;
+    view.x = e.clientX - drag.x;
+    view.y = e.clientY - drag.y;
+    applyView();
+  };
+  const onUp = () => { drag = null; };
+  window.addEventListener("mousemove", onMove);
+  window.addEventListener("mouseup", onUp);
+  canvas.addEventListener("wheel", (e) => {
+    e.preventDefault();
+    userMoved = ui.userMoved = true;
+    const r = canvas.getBoundingClientRect();
+    const mx = e.clientX - r.left;
+    const my = e.clientY - r.top;
+    const f = Math.exp(-e.deltaY * 0.0015);
+    const k = Math.min(4, Math.max(0.02, view.k * f));
+    view.x = mx - (mx - view.x) * (k / view.k);
+    view.y = my - (my - view.y) * (k / view.k);
+    view.k = k;
+    applyView();
+  }, { passive: false });
+  btnFit.addEventListener("click", () => {
+    userMoved = ui.userMoved = false;
+    fit();
+  });
+  btnFailed.addEventListener("click", () => send("resubmit_failed", null,
+    "resubmitting failed tasks"));
+  blockedBox.addEventListener("change", () => {
+    ui.showBlocked = blockedBox.checked;
+    schedule(null);
+  });
+  if (ui.status[0]) setStatus(ui.status[0], ui.status[1]);
+
+  /** @type {View} */
+  const me = { onChange: schedule, onAcks };
+  store.views.add(me);
+  applyView();
+  redraw(null);
+  if (store.stale) model.send({ type: "resync" });
+  // The element may not be laid out yet on first render: fit once it has a size.
+  requestAnimationFrame(() => fit());
+  return () => {
+    store.views.delete(me);
+    window.removeEventListener("mousemove", onMove);
+    window.removeEventListener("mouseup", onUp);
+    if (frame) cancelAnimationFrame(frame);
+  };
+}
+
+export default { render };
