@@ -16,12 +16,15 @@ import collections
 import dataclasses
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from livedag.task import TaskState
 
 logger = logging.getLogger(__name__)
+
+BATCH_DELAY = 0.002  # seconds a subscriber waits after a wake-up before it drains
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -121,6 +124,9 @@ class Subscription:
         queue, wakeup = self.queue, self.wakeup
         while True:
             wakeup.wait()
+            # Let a burst gather first: while the flag stays set, publishers skip set(),
+            # so a busy engine pays one wake-up per batch instead of one per event.
+            time.sleep(BATCH_DELAY)
             # Clear before draining: an event appended after this line sets it again.
             wakeup.clear()
             batch: list[Event] = []
