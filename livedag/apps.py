@@ -221,15 +221,16 @@ def run_bash(func: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
     out_target = _open_stream(kwargs.get("stdout"), "stdout")
     err_target = _open_stream(kwargs.get("stderr"), "stderr")
     try:
-        proc = subprocess.Popen(
+        # As a context manager, Popen closes its pipes also when the walltime expires.
+        with subprocess.Popen(
             command,
             shell=True,
             executable="/bin/bash",
             close_fds=False,
             stdout=out_target if out_target is not None else subprocess.PIPE,
             stderr=err_target if err_target is not None else subprocess.PIPE,
-        )
-        stderr_tail = _pump(proc, walltime, app_name)
+        ) as proc:
+            stderr_tail = _pump(proc, walltime, app_name)
     finally:
         for f in (out_target, err_target):
             if f is not None:

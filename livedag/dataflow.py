@@ -113,8 +113,10 @@ class DataFlowKernel:
         self._resolver = self.config.dependency_resolver
 
         self.memoizer = self.config.memoizer
-        if self.memoizer.checkpoint_files is None and self.memoizer.memoize:
-            # Results checkpointed by earlier runs in the same run dir are reused.
+        memo = self.memoizer
+        if memo.checkpoint_files is None and memo.memoize and memo.checkpoint_mode is not None:
+            # As in Parsl: with checkpointing on, earlier runs' checkpoints in the same run
+            # dir are loaded, so re-running the same calls after a restart reuses results.
             from livedag.memo import get_all_checkpoints
 
             self.memoizer.checkpoint_files = get_all_checkpoints(self.config.run_dir)
@@ -362,7 +364,15 @@ class DataFlowKernel:
             if record.state is not _S.PENDING or record.claimed:
                 return
             record.claimed = True
-        failed = [d for d in record.depends_on if d.cancelled() or d.exception() is not None]
+        deps = record.depends_on
+        if deps and not all(d.done() for d in deps):
+            # Only a counting bug gets here; waiting would block this thread for good.
+            logger.error("task %d was woken with inputs still pending; it waits for them",
+                         record.id)
+            with self._lock:
+                record.claimed = False
+            return
+        failed = [d for d in deps if d.cancelled() or d.exception() is not None]
         if failed:
             self._dep_fail(record, failed)
             return

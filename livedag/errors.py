@@ -3,6 +3,7 @@
 The tree, named for whose fault each one is::
 
     LivedagError                     (Parsl: ParslError)
+    ├── InternalConsistencyError     a bug in livedag (task.IllegalTransition)
     ├── ConfigurationError           the Config or an executor's settings are wrong
     │   └── SubmitError              the batch scheduler refused a block's job (its own
     │                                message, the command and the script are kept)
@@ -65,6 +66,10 @@ class LivedagError(Exception):
 
 # Parsl users write `except ParslError`.
 ParslError = LivedagError
+
+
+class InternalConsistencyError(LivedagError):
+    """A bug in livedag itself (e.g. a task state move the state machine forbids)."""
 
 
 class ConfigurationError(LivedagError):

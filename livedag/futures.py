@@ -101,7 +101,7 @@ def keep_callback(fut: Future[Any], fn: functools.partial[Any]) -> None:
     A callback added to a future that had already ended ran at once and was not kept;
     when resubmit resets that future, the kernel puts its callback back with this.
     """
-    with fut._condition:  # type: ignore[attr-defined]
+    with fut._condition:
         callbacks = fut._done_callbacks  # type: ignore[attr-defined]
         for cb in callbacks:
             if isinstance(cb, functools.partial) and cb.func == fn.func and cb.args == fn.args:

@@ -23,6 +23,8 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
+from livedag.errors import InternalConsistencyError
+
 if TYPE_CHECKING:
     from livedag.futures import AppFuture, DataFuture
 
@@ -78,7 +80,7 @@ LEGAL_MOVES: dict[TaskState, frozenset[TaskState]] = {
 }
 
 
-class IllegalTransition(RuntimeError):
+class IllegalTransition(InternalConsistencyError):
     """A bug in livedag: the kernel tried a move the state machine does not allow."""
 
 

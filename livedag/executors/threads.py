@@ -71,6 +71,18 @@ def _install_router() -> None:
             sys.stderr = _Router(sys.stderr, "stderr")
 
 
+def _reinstall_router() -> None:
+    """Wrap sys.stdout/sys.stderr again when something replaced them after start():
+    pytest's capture between test phases, contextlib.redirect_stdout, IPython's %%capture."""
+    with _install_lock:
+        if _install_count <= 0:
+            return
+        for name in ("stdout", "stderr"):
+            current = getattr(sys, name)
+            if not isinstance(current, _Router):
+                setattr(sys, name, _Router(current, name))
+
+
 def _uninstall_router() -> None:
     global _install_count
     with _install_lock:
@@ -150,6 +162,8 @@ class ThreadPoolExecutor(Executor):
                 continue  # cancelled while it waited in the queue
             publish(TaskStateChanged(time.time(), call.task_id, TaskState.RUNNING,
                                      call.try_number, host, pid))
+            if type(sys.stdout) is not _Router or type(sys.stderr) is not _Router:
+                _reinstall_router()
             _local.sink = _Sink(publish, call.task_id, call.try_number)
             try:
                 result = call.fn(*call.args, **call.kwargs)

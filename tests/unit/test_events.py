@@ -1,0 +1,148 @@
+"""livedag.events: the bus delivers in order, on its own threads; a subscriber that raises
+or blocks never blocks the publisher or the other subscribers."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from livedag import events as ev
+from livedag.task import TaskState
+
+
+def _created(i: int) -> ev.TaskCreated:
+    return ev.TaskCreated(float(i), i, "f", "python", "threads", (), None)
+
+
+def test_events_are_frozen() -> None:
+    e = _created(1)
+    with pytest.raises(AttributeError):
+        e.task_id = 2  # type: ignore[misc]
+
+
+def test_bus_is_inactive_without_subscribers() -> None:
+    bus = ev.EventBus()
+    assert not bus.active
+    bus.publish(_created(0))  # goes nowhere, raises nothing
+    sub = bus.subscribe(lambda batch: None)
+    assert bus.active
+    sub.close()
+    assert not bus.active
+
+
+def test_subscriber_gets_every_event_in_order(recorder: Any) -> None:
+    bus = ev.EventBus()
+    sub = bus.subscribe(recorder)
+    for i in range(500):
+        bus.publish(_created(i))
+    assert bus.flush(10)
+    assert [e.task_id for e in recorder.events] == list(range(500))
+    sub.close()
+
+
+def test_a_raising_subscriber_keeps_receiving_and_does_not_disturb_others(
+    recorder: Any,
+) -> None:
+    bus = ev.EventBus()
+    seen: list[int] = []
+
+    def broken(batch: Sequence[ev.Event]) -> None:
+        seen.extend(e.task_id for e in batch)  # type: ignore[attr-defined]
+        raise RuntimeError("subscriber bug")
+
+    bad = bus.subscribe(broken, name="broken")
+    bus.subscribe(recorder)
+    for i in range(3):
+        bus.publish(_created(i))
+        assert bad.flush(10)  # one batch per event: it raises three times
+    assert bus.flush(10)
+    assert seen == [0, 1, 2]
+    assert bad.errors == 3
+    assert [e.task_id for e in recorder.events] == [0, 1, 2]
+    bus.close()
+
+
+def test_a_blocked_subscriber_never_blocks_the_publisher(recorder: Any) -> None:
+    bus = ev.EventBus()
+    release = threading.Event()
+    entered = threading.Event()
+    blocked_got: list[int] = []
+
+    def blocked(batch: Sequence[ev.Event]) -> None:
+        entered.set()
+        assert release.wait(60)
+        blocked_got.extend(e.task_id for e in batch)  # type: ignore[attr-defined]
+
+    slow = bus.subscribe(blocked, name="blocked")
+    good = bus.subscribe(recorder)
+    bus.publish(_created(0))
+    assert entered.wait(10)
+    # The blocked subscriber is stuck in its callback; publishing still completes, and
+    # the other subscriber still gets everything.
+    for i in range(1, 10_001):
+        bus.publish(_created(i))
+    assert good.flush(30)
+    assert len(recorder.events) == 10_001
+    release.set()
+    assert slow.flush(30)
+    assert blocked_got == list(range(10_001))
+    bus.close()
+
+
+def test_a_late_subscriber_catches_up_in_batches() -> None:
+    bus = ev.EventBus()
+    release = threading.Event()
+    batches: list[int] = []
+
+    def cb(batch: Sequence[ev.Event]) -> None:
+        release.wait(60)
+        batches.append(len(batch))
+
+    sub = bus.subscribe(cb)
+    for i in range(1000):
+        bus.publish(_created(i))
+    release.set()
+    assert sub.flush(30)
+    assert sum(batches) == 1000
+    assert len(batches) < 1000  # coalesced while the subscriber was busy
+    sub.close()
+
+
+def test_closed_subscription_gets_nothing_more(recorder: Any) -> None:
+    bus = ev.EventBus()
+    sub = bus.subscribe(recorder)
+    bus.publish(_created(0))
+    sub.close()
+    bus.publish(_created(1))
+    sub.thread.join(10)
+    assert not sub.thread.is_alive()
+    assert [e.task_id for e in recorder.events] == [0]
+
+
+def test_state_changed_carries_the_enum() -> None:
+    e = ev.TaskStateChanged(0.0, 1, TaskState.RUNNING, 1, "host", 42)
+    assert e.state is TaskState.RUNNING and e.pid == 42
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "expected"),
+    [
+        ((1, "a"), {"k": 2.5}, "1, 'a', k=2.5"),
+        ((list(range(10)),), {}, "<list of 10>"),
+        (("x" * 100,), {}, "'" + "x" * 36 + "..."),
+    ],
+)
+def test_summarize_args(args: tuple[Any, ...], kwargs: dict[str, Any], expected: str) -> None:
+    assert ev.summarize_args(args, kwargs) == expected
+
+
+def test_summarize_args_never_raises_and_is_bounded() -> None:
+    class BadRepr:
+        def __repr__(self) -> str:
+            raise RuntimeError("no repr")
+
+    assert ev.summarize_args((BadRepr(),), {}) == "<BadRepr>"
+    assert len(ev.summarize_args(tuple(range(200)), {})) == 120
