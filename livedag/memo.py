@@ -116,7 +116,7 @@ class BasicMemoizer:
         try:
             from livedag.serialize import dumps
 
-            h.update(dumps((args, sorted(kw.items()))))
+            h.update(dumps(_stable((args, sorted(kw.items())))))
         except Exception as exc:
             raise ValueError(f"arguments of task {task.id} cannot be hashed for the cache: {exc}") \
                 from exc
@@ -166,6 +166,19 @@ class BasicMemoizer:
                     self._table[entry["hash"]] = entry["result"]
         except Exception as exc:
             raise BadCheckpoint(f"checkpoint file {file!r} cannot be read: {exc}") from exc
+
+
+def _stable(value: Any) -> Any:
+    """The value with sets and dicts in a fixed order: a set of strings iterates in a
+    different order in every process (hash randomisation), and a key must not change
+    across a restart."""
+    if isinstance(value, (set, frozenset)):
+        return ("<set>", sorted((_stable(v) for v in value), key=repr))
+    if isinstance(value, dict):
+        return ("<dict>", sorted(((_stable(k), _stable(v)) for k, v in value.items()), key=repr))
+    if type(value) in (list, tuple):
+        return type(value)(_stable(v) for v in value)
+    return value
 
 
 def _parse_period(text: str) -> float:

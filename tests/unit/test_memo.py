@@ -134,3 +134,26 @@ def test_corrupt_checkpoint_is_a_bad_checkpoint(tmp_path: Any) -> None:
 def test_no_checkpoints_in_a_missing_run_dir(tmp_path: Any) -> None:
     assert get_all_checkpoints(str(tmp_path / "nowhere")) == []
     assert get_last_checkpoint(str(tmp_path / "nowhere")) == []
+
+
+def test_key_of_set_and_dict_arguments_is_the_same_in_every_process():
+    # Sets of strings iterate in a per-process order (hash randomisation); a checkpoint
+    # written by one run must still be found by the next, so the key cannot depend on it.
+    import subprocess
+    import sys
+
+    code = (
+        "from livedag.memo import BasicMemoizer\n"
+        "from livedag.task import TaskRecord\n"
+        "def f(x):\n    return x\n"
+        "r = TaskRecord(id=1, app_name='f', func=f, args=(), kwargs={}, executor='t')\n"
+        "print(BasicMemoizer().key(r, ({'alpha', 'beta', 'gamma', 'delta', 'eps'},"
+        " {'b': 1, 'a': frozenset({'x', 'y', 'z'})}), {}))\n"
+    )
+    keys = {
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                       env={**__import__("os").environ, "PYTHONHASHSEED": str(seed)},
+                       timeout=60).stdout.strip()
+        for seed in (1, 2, 3, 4)
+    }
+    assert len(keys) == 1, keys
