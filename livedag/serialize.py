@@ -12,9 +12,12 @@ its type name, message and traceback text: nothing is ever reduced to "unpicklab
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import io
 import pickle
 import traceback
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -59,6 +62,34 @@ def loads(data: bytes) -> Any:
     return pickle.loads(data)
 
 
+_cloudpickle_code_reduce = getattr(cloudpickle.cloudpickle, "_code_reduce", None)
+
+
+def _code_reduce_keeping_filename(code: types.CodeType) -> tuple[Any, tuple[Any, ...]]:
+    ctor, args = _cloudpickle_code_reduce(code)  # type: ignore[misc]
+    return ctor, tuple(code.co_filename if a == "<dynamic-code>" else a for a in args)
+
+
+class _CallPickler(cloudpickle.Pickler):  # type: ignore[misc]
+    """cloudpickle, except that a function sent by value keeps its file name.
+
+    cloudpickle writes "<dynamic-code>" as the file of every function it sends by value
+    (for deterministic bytes); a worker's traceback then cannot name the app's file nor
+    show its lines. A call's bytes need not be deterministic, so pack_call keeps the name.
+    """
+
+    if _cloudpickle_code_reduce is not None:
+        dispatch_table = collections.ChainMap(
+            {types.CodeType: _code_reduce_keeping_filename}, cloudpickle.Pickler.dispatch_table
+        )
+
+
+def _dumps_call(obj: Any) -> bytes:
+    with io.BytesIO() as f:
+        _CallPickler(f, protocol=PROTOCOL).dump(obj)
+        return f.getvalue()
+
+
 def pack_call(
     fn: Callable[..., Any],
     args: tuple[Any, ...],
@@ -69,7 +100,7 @@ def pack_call(
 ) -> bytes:
     """Serialize a call; if that fails, find and name the value that cannot travel."""
     try:
-        return dumps((fn, args, kwargs))
+        return _dumps_call((fn, args, kwargs))
     except Exception as exc:
         raise _diagnose(fn, args, kwargs, exc, task_id=task_id, app_name=app_name) from exc
 

@@ -1,0 +1,609 @@
+"""HighThroughputExecutor, the kernel side: submits tasks, resolves futures, starts blocks.
+
+    submit(call) ──pack_call──> [lock] write TaskBatch ──stdin pipe──> interchange
+    receiver thread <──stdout pipe── interchange: Report | ManagerJoined | ManagerGone | ...
+        Report.started  ──> publish(TaskStateChanged(RUNNING, host, pid, block, job))
+        Report.outputs  ──> publish(TaskOutput)                 (incremental UTF-8 decode)
+        Report.results  ──> unpack_outcome ──> future.set_result / set_exception
+        Report.deaths   ──> future.set_exception(WorkerLost)
+        ManagerGone     ──> future.set_exception(ManagerLost) for each task it held
+        end of pipe     ──> every outstanding future fails with ExecutorError
+    block watcher thread ──provider.status(all jobs)──> BlockChanged; no block left alive
+        (e.g. a broken worker_init) ──> every outstanding future fails with ExecutorError
+
+The interchange is our child and speaks to us only through its pipes; worker pools are
+blocks started through the provider. Parameters keep Parsl's names, meanings and defaults;
+the ones that have no effect here are listed in `IGNORED_PARAMETERS`.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import dataclasses
+import logging
+import math
+import os
+import secrets
+import select
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from typing import Any
+
+from livedag.errors import (
+    ConfigurationError,
+    ExecutorError,
+    SerializationError,
+)
+from livedag.events import TaskOutput, TaskStateChanged
+from livedag.executors.base import Executor, Publish, TaskCall
+from livedag.executors.htex import security
+from livedag.executors.htex.blocks import Blocks, env_with_livedag, pool_command
+from livedag.executors.htex.forensics import manager_lost, tail_lines, worker_lost
+from livedag.executors.htex.protocol import (
+    READ_SIZE,
+    Cancel,
+    CancelReply,
+    FrameReader,
+    InterchangeConfig,
+    ManagerGone,
+    ManagerJoined,
+    Ready,
+    Report,
+    Retire,
+    Shutdown,
+    TaskBatch,
+    WorkerDeath,
+    decode,
+    pack_frames,
+)
+from livedag.providers.base import ExecutionProvider
+from livedag.serialize import pack_call, unpack_outcome
+from livedag.task import TaskState
+
+logger = logging.getLogger(__name__)
+
+# Parsl parameters accepted so a Parsl config works unchanged, with no effect here.
+IGNORED_PARAMETERS = {
+    "launch_cmd": "pools are always started as `python -m livedag.executors.htex.pool`",
+    "interchange_launch_cmd": "the interchange is always `python -m ...htex.interchange`",
+    "interchange_port_range": "the kernel talks to the interchange over pipes, not ports",
+    "loopback_address": "the kernel talks to the interchange over pipes",
+    "storage_access": "data staging is not implemented yet",
+    "working_dir": "workers run in the kernel's working directory",
+    "drain_period": "not implemented yet",
+    "poll_period": "the loops wake on events, not on a poll period",
+    "address_probe_timeout": "pools connect to the first address given",
+    "manager_selector": "tasks go to the pool with the most free slots",
+    "block_error_handler": "block failures are reported as BlockChanged events",
+    "remote_monitoring_radio": "monitoring reads the event stream instead",
+}
+
+START_TIMEOUT = 20.0  # seconds for the interchange to report that it listens
+
+
+@dataclasses.dataclass
+class _Manager:
+    host: str
+    pid: int
+    block_id: str
+    log_path: str
+
+
+class HighThroughputExecutor(Executor):
+    """Runs tasks in worker pools, one per node of a block, through an interchange process.
+
+    Parameters are Parsl's (see parsl.HighThroughputExecutor), with these differences:
+
+    - heartbeat_threshold: a pool is declared lost (ManagerLost) after
+      min(heartbeat_threshold, 2 * heartbeat_period) seconds of silence: a pool's loop never
+      blocks on a task, so two missed heartbeats mean it is stopped, dead or cut off. A
+      pool that leaves on its own (SIGTERM, workers that cannot start) says so at once.
+    - encrypted: CurveZMQ whenever pools connect off loopback. Blocks of a LocalProvider
+      (with no `address`) bind to 127.0.0.1 and authenticate with the run's secret only.
+    - prefetch_capacity keeps its meaning for tasks longer than ~50 ms; for shorter ones a
+      pool asks for a little more work (pool.py, "lookahead") once every pool is full.
+    - Local blocks get the kernel's sys.path (PYTHONPATH), so what the notebook imports
+      by reference, its workers can import too.
+    - Parameters in IGNORED_PARAMETERS are accepted, and have no effect.
+    """
+
+    def __init__(
+        self,
+        label: str = "HighThroughputExecutor",
+        provider: ExecutionProvider | None = None,
+        launch_cmd: str | None = None,
+        interchange_launch_cmd: Sequence[str] | None = None,
+        address: str | None = None,
+        loopback_address: str = "127.0.0.1",
+        worker_port: int | None = None,
+        worker_port_range: tuple[int, int] | None = (54000, 55000),
+        interchange_port_range: tuple[int, int] | None = (55000, 56000),
+        storage_access: list[Any] | None = None,
+        working_dir: str | None = None,
+        worker_debug: bool = False,
+        cores_per_worker: float = 1.0,
+        mem_per_worker: float | None = None,
+        max_workers_per_node: int | None = None,
+        cpu_affinity: str = "none",
+        available_accelerators: int | Sequence[str] = (),
+        prefetch_capacity: int = 0,
+        heartbeat_threshold: int = 120,
+        heartbeat_period: int = 30,
+        drain_period: int | None = None,
+        poll_period: int = 10,
+        address_probe_timeout: int | None = None,
+        worker_logdir_root: str | None = None,
+        manager_selector: Any = None,
+        block_error_handler: bool | Callable[..., None] = True,
+        encrypted: bool = True,
+        remote_monitoring_radio: Any = None,
+    ) -> None:
+        if provider is None:
+            from livedag.providers.local import LocalProvider
+
+            provider = LocalProvider()
+        if cores_per_worker <= 0:
+            raise ConfigurationError(
+                f"{label}: cores_per_worker must be > 0, got {cores_per_worker}"
+            )
+        if heartbeat_period <= 0 or heartbeat_threshold <= 0:
+            raise ConfigurationError(
+                f"{label}: heartbeat_period and heartbeat_threshold must be > 0"
+            )
+        self.label = label
+        self.provider = provider
+        self.launch_cmd = launch_cmd
+        self.interchange_launch_cmd = interchange_launch_cmd
+        self.address = address
+        self.loopback_address = loopback_address
+        self.worker_port = worker_port
+        self.worker_port_range = worker_port_range
+        self.interchange_port_range = interchange_port_range
+        self.storage_access = storage_access
+        self.working_dir = working_dir
+        self.worker_debug = worker_debug
+        self.cores_per_worker = cores_per_worker
+        self.mem_per_worker = mem_per_worker
+        self.max_workers_per_node = max_workers_per_node or math.inf
+        self.cpu_affinity = cpu_affinity
+        if isinstance(available_accelerators, int):
+            available_accelerators = [str(i) for i in range(available_accelerators)]
+        self.available_accelerators = list(available_accelerators)
+        self.prefetch_capacity = prefetch_capacity
+        self.heartbeat_threshold = heartbeat_threshold
+        self.heartbeat_period = heartbeat_period
+        self.drain_period = drain_period
+        self.poll_period = poll_period
+        self.address_probe_timeout = address_probe_timeout
+        self.worker_logdir_root = worker_logdir_root
+        self.manager_selector = manager_selector
+        self.block_error_handler = block_error_handler
+        self.encrypted = encrypted
+        self.remote_monitoring_radio = remote_monitoring_radio
+
+        self._init_state()
+
+    def _init_state(self) -> None:
+        """What the executor tracks while it runs, and the strategy's settings."""
+        self._lock = threading.Lock()
+        self._futures: dict[tuple[int, int], tuple[Future[Any], str]] = {}
+        self._decoders: dict[tuple[int, int, str], Any] = {}
+        self._managers: dict[str, _Manager] = {}
+        self.blocks: Blocks | None = None
+        # The scaling strategy (Parsl's Config fields; the kernel copies them here from its
+        # Config before start()). "simple" and "htex_auto_scale" scale out to cover the
+        # outstanding tasks, and scale in blocks idle for max_idletime; None/"none" do not.
+        self.strategy: str | None = "simple"
+        self.strategy_period = 5.0
+        self.max_idletime = 120.0
+        self._idle_since: float | None = None
+        self._workers_seen = 0
+        self._cancel_replies: dict[tuple[int, int], tuple[threading.Event, list[bool]]] = {}
+        self._ix: subprocess.Popen[bytes] | None = None
+        self._ix_in = -1
+        self._receiver: threading.Thread | None = None
+        self._failure: ExecutorError | None = None
+        self._stopping = False
+        self.port = 0
+
+    # --- paths and facts ------------------------------------------------------------
+
+    @property
+    def logdir(self) -> str:
+        return os.path.join(self.run_dir, self.label)
+
+    @property
+    def worker_logdir(self) -> str:
+        if self.worker_logdir_root is not None:
+            return os.path.join(self.worker_logdir_root, self.label)
+        return self.logdir
+
+    @property
+    def loopback_only(self) -> bool:
+        return bool(getattr(self.provider, "is_local", False)) and self.address is None
+
+    @property
+    def workers_per_node(self) -> float:
+        count: float = self.max_workers_per_node
+        if self.available_accelerators:
+            count = min(count, len(self.available_accelerators))
+        return count
+
+    @property
+    def outstanding(self) -> int:
+        return len(self._futures)
+
+    @property
+    def bad_state_is_set(self) -> bool:
+        return self._failure is not None
+
+    @property
+    def interchange_log(self) -> str:
+        return os.path.join(self.logdir, "interchange.log")
+
+    # --- start ----------------------------------------------------------------------
+
+    def start(self, publish: Publish, run_dir: str) -> None:
+        super().start(publish, os.path.abspath(run_dir))
+        os.makedirs(self.logdir, exist_ok=True)
+        secret = secrets.token_hex(32)
+        self._secret_file = security.write_private(os.path.join(self.logdir, "secret"), secret)
+        cert_dir = None
+        if self.encrypted and not self.loopback_only:
+            cert_dir = security.create_certificates(os.path.join(self.logdir, "certificates"))
+        self._cert_dir = cert_dir
+        bind = "127.0.0.1" if self.loopback_only else (self.address or "*")
+        if self.worker_port:
+            ports = [self.worker_port, self.worker_port]
+        else:
+            ports = list(self.worker_port_range or (54000, 55000))
+        config = InterchangeConfig(
+            label=self.label, secret=secret, bind_address=bind, port_range=ports,
+            heartbeat_period=float(self.heartbeat_period),
+            heartbeat_threshold=float(self.heartbeat_threshold), cert_dir=cert_dir,
+            log_path=self.interchange_log, debug=self.worker_debug,
+        )
+        with open(os.path.join(self.logdir, "interchange.stderr"), "ab") as err:
+            self._ix = subprocess.Popen(
+                [sys.executable, "-m", "livedag.executors.htex.interchange"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
+                env=env_with_livedag(), close_fds=True,
+            )
+        assert self._ix.stdin is not None and self._ix.stdout is not None
+        self._ix_in = self._ix.stdin.fileno()
+        self._write(pack_frames(config.encode()))
+        reader = FrameReader()
+        ready = self._wait_ready(reader)
+        self.port = ready.port
+        self._receiver = threading.Thread(target=self._receive, args=(reader,),
+                                          name=f"livedag-{self.label}-receiver", daemon=True)
+        self._receiver.start()
+        self.provider.script_dir = os.path.join(self.logdir, "submit_scripts")
+        self.blocks = Blocks(self.label, self.provider, self.publish,
+                             on_all_ended=self._no_blocks_left, on_tick=self._scale,
+                             tick_period=float(self.strategy_period))
+        for _ in range(self.provider.init_blocks):
+            self.scale_out_one()  # now, not at the first strategy tick
+        self.blocks.start()
+
+    def _wait_ready(self, reader: FrameReader) -> Ready:
+        assert self._ix is not None and self._ix.stdout is not None
+        fd = self._ix.stdout.fileno()
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            readable, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            data = os.read(fd, 1 << 16) if readable else b""
+            if readable and data:
+                for frames in reader.feed(data):
+                    msg = decode(frames)
+                    if isinstance(msg, Ready):
+                        return msg
+                continue
+            if readable or self._ix.poll() is not None:
+                break
+        reason = self._interchange_death("did not start")
+        self._kill_interchange()
+        raise ExecutorError(self.label, reason)
+
+    def scale_out_one(self) -> str:
+        """Start one block through the provider; its block id."""
+        assert self.blocks is not None
+        return self.blocks.start_one(self._pool_command)
+
+    def _scale(self) -> None:
+        """One step of the strategy (on the block watcher's thread)."""
+        blocks, p = self.blocks, self.provider
+        if self.strategy in (None, "none") or blocks is None or self._stopping:
+            return
+        if blocks.broken():
+            return  # no new block until one works: the watcher fails what waits
+        live = blocks.live()
+        active = len(self._futures)
+        if active:
+            self._idle_since = None
+            per_block = max(1, self._workers_seen or int(min(self.workers_per_node, 1e6)))
+            want = math.ceil(active * p.parallelism / (per_block * p.nodes_per_block))
+            want = min(p.max_blocks, max(p.min_blocks, want))
+        else:
+            want = p.min_blocks
+            now = time.monotonic()
+            if self._idle_since is None:
+                self._idle_since = now
+            elif now - self._idle_since >= self.max_idletime:
+                for block_id in live[p.min_blocks:]:
+                    if blocks.retire(block_id):  # its pool drains first, then it goes
+                        with self._lock, contextlib.suppress(OSError):
+                            self._write(pack_frames(Retire(block_id).encode()))
+                return
+        for _ in range(want - len(live)):
+            self.scale_out_one()
+
+    def _no_blocks_left(self, reasons: str, broken: bool) -> bool:
+        """No block runs. Fail what waits when no new block can help (True: done)."""
+        if self._managers:
+            return False  # their ManagerLost comes first, within two heartbeat periods
+        if not broken and self.strategy not in (None, "none"):
+            return False  # the strategy starts a new block when a task comes
+        self._fail_all(ExecutorError(self.label, f"no block is left to run tasks: {reasons}"))
+        return True
+
+    def _pool_command(self, block_id: str) -> str:
+        address = "127.0.0.1" if self.loopback_only else (self.address or socket.gethostname())
+        parts = [
+            sys.executable, "-m", "livedag.executors.htex.pool",
+            "--addresses", address, "--port", str(self.port), "--block-id", block_id,
+            "--logdir", self.worker_logdir, "--secret-file", self._secret_file,
+            "--hb-period", str(self.heartbeat_period),
+            "--hb-threshold", str(self.heartbeat_threshold),
+            "--max-workers", str(self.max_workers_per_node),
+            "--cores-per-worker", str(self.cores_per_worker),
+            "--mem-per-worker", str(self.mem_per_worker),
+            "--prefetch", str(self.prefetch_capacity), "--cpu-affinity", self.cpu_affinity,
+        ]
+        if self._cert_dir:
+            parts += ["--cert-dir", self._cert_dir]
+        if self.available_accelerators:
+            parts += ["--accelerators", *self.available_accelerators]
+        if self.worker_debug:
+            parts.append("--debug")
+        return pool_command(parts, local=self.provider.is_local)
+
+    # --- submit ---------------------------------------------------------------------
+
+    def submit(self, call: TaskCall) -> Future[Any]:
+        fut: Future[Any] = Future()
+        if self._failure is not None or self._ix is None:
+            fut.set_exception(self._failure or ExecutorError(self.label, "was not started"))
+            return fut
+        try:
+            payload = pack_call(call.fn, call.args, call.kwargs, task_id=call.task_id,
+                                app_name=call.app_name)
+        except SerializationError as exc:
+            fut.set_exception(exc)
+            return fut
+        key = (call.task_id, call.try_number)
+        record = pack_frames(TaskBatch([key], [payload]).encode())
+        with self._lock:
+            if self._failure is not None:  # failed since the check above
+                fut.set_exception(self._failure)
+                return fut
+            self._futures[key] = (fut, call.app_name)
+            # If the interchange is gone, the receiver fails this future with the rest.
+            with contextlib.suppress(OSError):
+                self._write(record)
+        if self.blocks is not None and not self.blocks.live():
+            self.blocks.nudge()  # every block was scaled in: start one now, not in 5 s
+        return fut
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            n = os.write(self._ix_in, view)
+            view = view[n:]
+
+    def cancel(self, task_id: int) -> bool:
+        """Withdraw a task still waiting in the interchange. A task a pool already holds
+        runs to its end. (Called on the receiver thread, from a done-callback, it cannot
+        wait for the answer: it returns False, and the future is cancelled if withdrawn.)"""
+        with self._lock:
+            keys = [k for k in self._futures if k[0] == task_id]
+            if not keys or self._failure is not None:
+                return False
+            key = max(keys)
+            waiter: tuple[threading.Event, list[bool]] = (threading.Event(), [])
+            self._cancel_replies[key] = waiter
+            try:
+                self._write(pack_frames(Cancel(*key).encode()))
+            except OSError:
+                return False
+        if threading.current_thread() is self._receiver:
+            return False
+        waiter[0].wait(5.0)
+        return bool(waiter[1] and waiter[1][0])
+
+    # --- receiving ------------------------------------------------------------------
+
+    def _receive(self, reader: FrameReader) -> None:
+        assert self._ix is not None and self._ix.stdout is not None
+        fd = self._ix.stdout.fileno()
+        try:
+            while True:
+                data = os.read(fd, READ_SIZE)
+                if not data:
+                    break
+                for frames in reader.feed(data):
+                    self._handle(decode(frames))
+        except Exception as exc:
+            logger.exception("%s: receiver failed", self.label)
+            self._fail_all(ExecutorError(self.label, f"its receiver thread failed: {exc!r}"))
+            return
+        if not self._stopping:
+            self._fail_all(ExecutorError(self.label, self._interchange_death("exited")))
+
+    def _handle(self, msg: object) -> None:
+        if isinstance(msg, Report):
+            self._on_report(msg)
+        elif isinstance(msg, ManagerJoined):
+            self._managers[msg.manager] = _Manager(msg.host, msg.pid, msg.block_id, msg.log_path)
+            self._workers_seen = max(self._workers_seen, msg.workers)
+            assert self.blocks is not None
+            self.blocks.joined(msg.block_id)
+        elif isinstance(msg, ManagerGone):
+            self._on_manager_gone(msg)
+        elif isinstance(msg, CancelReply):
+            key = (msg.task_id, msg.try_number)
+            if msg.withdrawn:
+                entry = self._futures.pop(key, None)
+                if entry is not None:
+                    entry[0].cancel()
+            waiter = self._cancel_replies.pop(key, None)
+            if waiter is not None:
+                waiter[1].append(msg.withdrawn)
+                waiter[0].set()
+
+    def _on_report(self, msg: Report) -> None:
+        publish, now = self.publish, time.time()
+        manager = self._managers.get(msg.manager)
+        host = manager.host if manager else ""
+        block = manager.block_id if manager else None
+        job = self.blocks.job_of(block) if self.blocks is not None else None
+        if msg.started and block is not None and self.blocks is not None:
+            self.blocks.healthy.add(block)
+        for tid, tries, pid in msg.started:
+            publish(TaskStateChanged(now, tid, _RUNNING, tries, host, pid, block, job))
+        for (tid, tries, stream), data in zip(msg.outputs, msg.output_data, strict=True):
+            stream_key = (tid, tries, stream)
+            decoder = self._decoders.get(stream_key)
+            if decoder is None:
+                decoder = self._decoders[stream_key] = _utf8()
+            text = decoder.decode(data)
+            if text:
+                publish(TaskOutput(now, tid, tries, stream, text))
+        futures = self._futures
+        for key, data in zip(msg.results, msg.result_data, strict=True):
+            entry = futures.pop(key, None)
+            if self._decoders:
+                self._end_output(key)
+            if entry is None:
+                continue  # cancelled, or already failed as lost: a late result is dropped
+            fut = entry[0]
+            try:
+                ok, value = unpack_outcome(data)
+            except Exception as exc:
+                fut.set_exception(exc)
+                continue
+            if ok:
+                fut.set_result(value)
+            else:
+                fut.set_exception(value)
+        for death in msg.deaths:
+            self._on_death(death, block, job)
+
+    def _on_death(self, death: WorkerDeath, block: str | None, job: str | None) -> None:
+        key = (death.task_id, death.try_number)
+        entry = self._futures.pop(key, None)
+        self._end_output(key)
+        if entry is not None:
+            entry[0].set_exception(worker_lost(death, entry[1], block, job))
+
+    def _end_output(self, key: tuple[int, int]) -> None:
+        for stream in ("stdout", "stderr"):
+            decoder = self._decoders.pop((*key, stream), None)
+            if decoder is not None:
+                rest = decoder.decode(b"", final=True)
+                if rest:
+                    self.publish(TaskOutput(time.time(), key[0], key[1], stream, rest))
+
+    def _on_manager_gone(self, msg: ManagerGone) -> None:
+        m = self._managers.pop(msg.manager, None)
+        host = m.host if m else msg.manager
+        block = m.block_id if m else None
+        job = self.blocks.job_of(block) if self.blocks is not None else None
+        log = m.log_path if m else self.interchange_log
+        if block is not None and self.blocks is not None:
+            if block in self.blocks.retiring:
+                self.blocks.scaled_in(block)
+                return
+            self.blocks.lost(block, msg.reason)
+        for tid, tries in msg.tasks:
+            key = (tid, tries)
+            entry = self._futures.pop(key, None)
+            self._end_output(key)
+            if entry is None:
+                continue
+            entry[0].set_exception(manager_lost(
+                msg, tid, tries, entry[1], host=host, block=block, job=job,
+                logs=f"{log} and {self.interchange_log}",
+            ))
+
+    def _fail_all(self, error: ExecutorError) -> None:
+        with self._lock:
+            if self._failure is None:
+                self._failure = error
+            pending = list(self._futures.values())
+            self._futures.clear()
+        for fut, _ in pending:
+            if not fut.done():
+                fut.set_exception(error)
+        for event, _ in list(self._cancel_replies.values()):
+            event.set()
+
+    def _interchange_death(self, what: str) -> str:
+        assert self._ix is not None
+        try:
+            code = self._ix.wait(timeout=2.0)
+        except subprocess.TimeoutExpired:
+            code = None
+        how = "is not responding" if code is None else (
+            f"was killed by signal {-code}" if code < 0 else f"exited with code {code}")
+        text = (f"its interchange process (pid {self._ix.pid}) {what}: it {how}; "
+                f"{len(self._futures)} tasks were outstanding. See {self.interchange_log}")
+        evidence = ""
+        for path in (self.interchange_log, os.path.join(self.logdir, "interchange.stderr")):
+            with contextlib.suppress(OSError), open(path, "rb") as f:
+                f.seek(0, 2)
+                f.seek(max(0, f.tell() - 4000))
+                evidence += f.read().decode(errors="replace")
+        if evidence.strip():
+            text += "\n--- last lines of its log ---\n" + tail_lines(evidence.encode(), 10)
+        return text
+
+    # --- shutdown -------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        if self._ix is None or self._stopping:
+            return
+        self._stopping = True
+        with self._lock, contextlib.suppress(OSError):
+            self._write(pack_frames(Shutdown("executor shutdown").encode()))
+        try:
+            self._ix.wait(timeout=5.0)
+        except subprocess.TimeoutExpired:
+            self._kill_interchange()
+        if self.blocks is not None:
+            self.blocks.stop()
+        if self._receiver is not None:
+            self._receiver.join(timeout=5.0)
+        self._fail_all(ExecutorError(self.label, "has shut down"))
+        for stream in (self._ix.stdin, self._ix.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+
+    def _kill_interchange(self) -> None:
+        assert self._ix is not None
+        self._ix.kill()
+        self._ix.wait()
+
+    def __repr__(self) -> str:
+        return f"<HighThroughputExecutor {self.label!r} provider={self.provider!r}>"
+
+
+_RUNNING = TaskState.RUNNING
+_utf8 = codecs.getincrementaldecoder("utf-8")

@@ -1,0 +1,449 @@
+"""The interchange: a broker process between the kernel and the worker pools.
+
+    kernel ──stdin pipe: config, TaskBatch, Cancel, Shutdown──> interchange
+    kernel <─stdout pipe: Ready, ManagerJoined, Report, ManagerGone, CancelReply── interchange
+    interchange ══ROUTER (tcp, bound on loopback for local blocks)══ pools (DEALER)
+
+The kernel talks to the interchange over the pipes it started it with, so nobody else
+can submit tasks, and the end of stdin means the kernel is gone: the interchange tells
+its pools to stop and exits at once. Pools must first `Register` with the run's secret
+(and, off loopback, pass CurveZMQ authentication); anything from a peer that has not
+registered is logged and dropped. The interchange never unpickles: payloads and results
+pass through as opaque frames.
+
+Flow control is by credit: a pool registers its capacity (workers + prefetch_capacity)
+and is never sent more tasks than it has free slots; the rest wait here, in order. A
+pool running short tasks also asks for a `lookahead` (see pool.py); those extra slots are
+filled only after every pool's own capacity is full, so lookahead never takes a task
+from an idle pool. Sockets have
+no high-water mark (nothing is ever silently dropped) and ROUTER_MANDATORY makes a send
+to a vanished pool an error instead of a silent drop.
+
+A pool that is silent for min(heartbeat_threshold, 2 * heartbeat_period) seconds is
+declared lost: its tasks are reported to the kernel (ManagerGone) and it is told to stop
+if it ever comes back.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import errno
+import hmac
+import logging
+import os
+import select
+import sys
+import time
+from typing import Any
+
+import zmq
+
+from livedag.executors.htex.protocol import (
+    PROTOCOL_VERSION,
+    READ_SIZE,
+    Cancel,
+    CancelReply,
+    FrameReader,
+    Goodbye,
+    Heartbeat,
+    InterchangeConfig,
+    ManagerGone,
+    ManagerJoined,
+    Message,
+    ProtocolError,
+    Ready,
+    Register,
+    Report,
+    Retire,
+    Shutdown,
+    Stop,
+    TaskBatch,
+    decode,
+    pack_frames,
+    unpack_record,
+)
+
+logger = logging.getLogger("livedag.interchange")
+
+MAX_BATCH = 256  # tasks per message to one pool
+ROGUE_LOG_LIMIT = 20  # log lines per unregistered peer, then silence
+
+
+@dataclasses.dataclass(eq=False)
+class Manager:
+    """A registered pool."""
+
+    identity: bytes
+    name: str
+    host: str
+    pid: int
+    block_id: str
+    capacity: int
+    log_path: str
+    last_heard: float
+    in_flight: set[tuple[int, int]] = dataclasses.field(default_factory=set)
+    lookahead: int = 0
+    retiring: bool = False
+
+
+class Interchange:
+    def __init__(self, config: InterchangeConfig, stdin_fd: int, stdout_fd: int) -> None:
+        self.config = config
+        self.stdin_fd = stdin_fd
+        self.stdout_fd = stdout_fd
+        self.kernel_reader = FrameReader()
+        self.kernel_out = bytearray()
+        self.pending: collections.deque[tuple[int, int, bytes]] = collections.deque()
+        self.managers: dict[bytes, Manager] = {}
+        self.rogue_logged: collections.Counter[bytes] = collections.Counter()
+        self.lost_after = min(config.heartbeat_threshold, 2 * config.heartbeat_period)
+        self.next_heartbeat = 0.0
+        self.stop_reason = ""
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.ROUTER)
+        self.poller = zmq.Poller()
+        self.auth: Any = None
+        self.monitor: zmq.Socket[bytes] | None = None
+
+    def bind(self) -> int:
+        sock, cfg = self.sock, self.config
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a send to a gone pool raises, not drops
+        sock.setsockopt(zmq.SNDHWM, 0)
+        sock.setsockopt(zmq.RCVHWM, 0)
+        sock.setsockopt(zmq.LINGER, 0)
+        if cfg.cert_dir:
+            self._start_curve(cfg.cert_dir)
+        address = f"tcp://{cfg.bind_address}"
+        lo, hi = cfg.port_range
+        if lo == hi:
+            sock.bind(f"{address}:{lo}")
+            port = lo
+        else:
+            port = sock.bind_to_random_port(address, min_port=lo, max_port=hi, max_tries=200)
+        self.poller.register(sock, zmq.POLLIN)
+        self.poller.register(self.stdin_fd, zmq.POLLIN)
+        return port
+
+    def _start_curve(self, cert_dir: str) -> None:
+        import zmq.auth
+        from zmq.auth.thread import ThreadAuthenticator
+
+        # ZAP runs in its own thread; it reports refusals at debug level, which we raise
+        # to warnings so a rejected peer shows in the log.
+        self.auth = ThreadAuthenticator(self.ctx, log=_AuthLog(logger, {}))
+        self.auth.start()
+        self.auth.configure_curve(domain="*", location=os.path.join(cert_dir, "clients"))
+        pub, sec = zmq.auth.load_certificate(os.path.join(cert_dir, "server.key_secret"))
+        self.sock.curve_secretkey = sec
+        self.sock.curve_publickey = pub
+        self.sock.curve_server = True
+        # A peer without the run's keys fails the handshake before ZAP sees it: log that.
+        self.monitor = self.sock.get_monitor_socket(
+            zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+            | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+        )
+        self.poller.register(self.monitor, zmq.POLLIN)
+
+    def _on_monitor(self) -> None:
+        from zmq.utils.monitor import recv_monitor_message
+
+        while self.monitor is not None:
+            try:
+                event = recv_monitor_message(self.monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            logger.warning("refused a connection: CurveZMQ handshake failed (%s, value %s): "
+                           "the peer does not have this run's keys",
+                           zmq.Event(event["event"]).name, event["value"])
+
+    # --- kernel side --------------------------------------------------------------
+
+    def to_kernel(self, msg: Message) -> None:
+        self.kernel_out += pack_frames(msg.encode())
+
+    def _flush_kernel(self) -> None:
+        while self.kernel_out:
+            try:
+                n = os.write(self.stdout_fd, self.kernel_out)
+            except BlockingIOError:
+                break
+            except BrokenPipeError:
+                self.stop_reason = "the kernel closed its end of the pipe"
+                self.kernel_out.clear()
+                return
+            del self.kernel_out[:n]
+        if self.kernel_out:
+            self.poller.register(self.stdout_fd, zmq.POLLOUT)
+        else:
+            with contextlib.suppress(KeyError):
+                self.poller.unregister(self.stdout_fd)
+
+    def _on_kernel(self) -> None:
+        try:
+            data = os.read(self.stdin_fd, READ_SIZE)
+        except BlockingIOError:
+            return
+        if not data:
+            self.stop_reason = "the kernel is gone (its pipe closed)"
+            return
+        for frames in self.kernel_reader.feed(data):
+            msg = decode(frames)
+            if isinstance(msg, TaskBatch):
+                for (tid, tries), payload in zip(msg.ids, msg.payloads, strict=True):
+                    self.pending.append((tid, tries, payload))
+            elif isinstance(msg, Cancel):
+                self._cancel(msg.task_id, msg.try_number)
+            elif isinstance(msg, Retire):
+                for m in self.managers.values():
+                    m.retiring = m.retiring or m.block_id == msg.block_id
+                self._retire_idle()
+            elif isinstance(msg, Shutdown):
+                self.stop_reason = f"shutdown requested by the kernel: {msg.reason}"
+
+    def _cancel(self, tid: int, tries: int) -> None:
+        for i, entry in enumerate(self.pending):
+            if entry[0] == tid and entry[1] == tries:
+                del self.pending[i]
+                self.to_kernel(CancelReply(tid, tries, withdrawn=True))
+                return
+        self.to_kernel(CancelReply(tid, tries, withdrawn=False))
+
+    # --- pool side ----------------------------------------------------------------
+
+    def _send(self, identity: bytes, frames: list[bytes]) -> bool:
+        try:
+            self.sock.send_multipart([identity, pack_frames(frames)])
+            return True
+        except zmq.ZMQError as exc:
+            if exc.errno != zmq.EHOSTUNREACH:
+                raise
+            return False  # gone already; its silence will get it declared lost
+
+    def _on_pools(self) -> None:
+        for _ in range(1000):  # bounded, so the kernel pipe gets its turn
+            try:
+                parts = self.sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            identity = parts[0]
+            manager = self.managers.get(identity)
+            try:
+                if len(parts) != 2:
+                    raise ProtocolError(f"{len(parts) - 1} zmq frames, not 1")
+                msg = decode(unpack_record(parts[1]))
+            except ProtocolError as exc:
+                self._rogue(identity, f"unreadable message: {exc}")
+                continue
+            if manager is None:
+                if isinstance(msg, Register):
+                    try:
+                        self._register(identity, msg)
+                    except Exception as exc:
+                        self._rogue(identity, f"registration that broke its handler: {exc!r}")
+                else:
+                    self._rogue(identity, f"{type(msg).__name__} before registering")
+                continue
+            manager.last_heard = time.monotonic()
+            try:
+                self._on_manager_message(manager, msg)
+            except Exception as exc:  # a registered pool sent nonsense: log, carry on
+                self._rogue(identity, f"message that broke its handler: {exc!r}")
+
+    def _on_manager_message(self, manager: Manager, msg: Message) -> None:
+        if isinstance(msg, Report):
+            manager.lookahead = max(0, msg.lookahead)
+            for key in msg.results:
+                manager.in_flight.discard(key)
+            for death in msg.deaths:
+                manager.in_flight.discard((death.task_id, death.try_number))
+            msg.manager = manager.name
+            self.to_kernel(msg)
+            if manager.retiring and not manager.in_flight:
+                self._retire_idle()
+        elif isinstance(msg, Goodbye):
+            del self.managers[manager.identity]
+            logger.warning("pool %s (block %s) left with %d tasks: %s", manager.name,
+                           manager.block_id, len(manager.in_flight), msg.reason)
+            self.to_kernel(ManagerGone(manager.name, msg.reason, 0.0, sorted(manager.in_flight),
+                                       lost=False))
+        elif not isinstance(msg, Heartbeat):
+            self._rogue(manager.identity, f"unexpected {type(msg).__name__} from a pool")
+
+    def _rogue(self, identity: bytes, what: str) -> None:
+        self.rogue_logged[identity] += 1
+        count = self.rogue_logged[identity]
+        if count <= ROGUE_LOG_LIMIT:
+            logger.warning("dropped a message from peer %s: %s%s", identity.hex()[:16], what,
+                           " (further messages from it are dropped silently)"
+                           if count == ROGUE_LOG_LIMIT else "")
+
+    def _register(self, identity: bytes, msg: Register) -> None:
+        if not hmac.compare_digest(str(msg.secret).encode(), self.config.secret.encode()):
+            self._rogue(identity, f"registration with a wrong secret (claims host {msg.host!r})")
+            self._send(identity, Stop("registration refused: wrong secret").encode())
+            return
+        if msg.version != PROTOCOL_VERSION:
+            logger.error("refused pool on %s: protocol %s, ours %s", msg.host, msg.version,
+                         PROTOCOL_VERSION)
+            self._send(identity, Stop(f"protocol version {msg.version} is not "
+                                      f"{PROTOCOL_VERSION}: install the same livedag").encode())
+            return
+        name = f"{msg.host}:{msg.pid}"
+        self.managers[identity] = Manager(
+            identity, name, msg.host, msg.pid, msg.block_id, max(1, msg.capacity), msg.log_path,
+            time.monotonic(),
+        )
+        logger.info("pool %s registered: block %s, %d workers, capacity %d, python %s",
+                    name, msg.block_id, msg.workers, msg.capacity, msg.python)
+        self.to_kernel(ManagerJoined(name, msg.host, msg.pid, msg.block_id, msg.workers,
+                                     msg.capacity, msg.log_path))
+
+    def _dispatch(self) -> None:
+        if not self.pending or not self.managers:
+            return
+        # First every pool's own capacity (most free slots first), then lookahead slots.
+        managers = sorted((m for m in self.managers.values() if not m.retiring),
+                          key=lambda m: len(m.in_flight) - m.capacity)
+        for manager in managers:
+            self._fill(manager, manager.capacity - len(manager.in_flight))
+        for manager in managers:
+            self._fill(manager, manager.capacity + manager.lookahead - len(manager.in_flight))
+
+    def _fill(self, manager: Manager, free: int) -> None:
+        pending = self.pending
+        while free > 0 and pending:
+            n = min(free, MAX_BATCH, len(pending))
+            batch = [pending.popleft() for _ in range(n)]
+            ids = [(t, k) for t, k, _ in batch]
+            if not self._send(manager.identity, TaskBatch(ids, [p for _, _, p in batch]).encode()):
+                pending.extendleft(reversed(batch))
+                return
+            manager.in_flight.update(ids)
+            free -= n
+
+    def _retire_idle(self) -> None:
+        for identity, m in list(self.managers.items()):
+            if m.retiring and not m.in_flight:
+                del self.managers[identity]
+                logger.info("pool %s (block %s) retired: scaled in", m.name, m.block_id)
+                self._send(identity, Stop("scaled in").encode())
+                self.to_kernel(ManagerGone(m.name, "scaled in", 0.0, [], lost=False))
+
+    def _check_managers(self, now: float) -> None:
+        for identity, m in list(self.managers.items()):
+            silent = now - m.last_heard
+            if silent <= self.lost_after:
+                continue
+            del self.managers[identity]
+            logger.error("pool %s (block %s) lost: silent for %.1f s with %d tasks; see %s",
+                         m.name, m.block_id, silent, len(m.in_flight), m.log_path)
+            self.to_kernel(ManagerGone(m.name, f"no heartbeat for {silent:.1f} s", silent,
+                                       sorted(m.in_flight)))
+            self._send(identity, Stop("declared lost after missing heartbeats").encode())
+
+    # --- the loop -----------------------------------------------------------------
+
+    def run(self) -> None:
+        while not self.stop_reason:
+            if self.kernel_out:
+                self._flush_kernel()
+            now = time.monotonic()
+            if now >= self.next_heartbeat:
+                hb = Heartbeat().encode()
+                for identity in list(self.managers):
+                    self._send(identity, hb)
+                self._check_managers(now)
+                self.next_heartbeat = now + min(self.config.heartbeat_period, self.lost_after / 4)
+            timeout = max(0, int((self.next_heartbeat - now) * 1000) + 1)
+            try:
+                events = dict(self.poller.poll(timeout))
+            except zmq.ZMQError as exc:
+                if exc.errno == errno.EINTR:
+                    continue
+                raise
+            if self.stdin_fd in events:
+                self._on_kernel()
+            if self.sock in events:
+                self._on_pools()
+            if self.monitor is not None and self.monitor in events:
+                self._on_monitor()
+            self._dispatch()
+        logger.info("interchange stopping: %s", self.stop_reason)
+        self.close()
+
+    def close(self) -> None:
+        stop = Stop(self.stop_reason).encode()
+        for identity in list(self.managers):
+            self._send(identity, stop)
+        # Give the stop messages a moment to leave before the socket goes.
+        if self.monitor is not None:
+            self.sock.disable_monitor()
+            self.monitor.close(linger=0)
+        self.sock.close(linger=500)
+        if self.auth is not None:
+            self.auth.stop()
+        self.ctx.term()
+        if self.kernel_out:
+            os.set_blocking(self.stdout_fd, True)
+            with contextlib.suppress(OSError):
+                os.write(self.stdout_fd, self.kernel_out)
+
+
+class _AuthLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """pyzmq's authenticator logs refusals at debug level; they are warnings to us."""
+
+    def debug(self, msg: object, *args: object, **kwargs: Any) -> None:
+        text = str(msg) % args if args else str(msg)
+        if "DENIED" in text:
+            self.warning("refused a peer: %s", text)
+        else:
+            super().debug(text)
+
+
+def _read_config(fd: int, timeout: float = 30.0) -> InterchangeConfig:
+    reader = FrameReader()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], deadline - time.monotonic())
+        if not ready:
+            break
+        data = os.read(fd, 1 << 16)
+        if not data:
+            break
+        records = reader.feed(data)
+        if records:
+            msg = decode(records[0])
+            if isinstance(msg, InterchangeConfig):
+                return msg
+            raise ProtocolError(f"expected the config first, got {type(msg).__name__}")
+    raise SystemExit("livedag interchange: no configuration on stdin")
+
+
+def main() -> None:
+    stdin_fd, stdout_fd = sys.stdin.fileno(), sys.stdout.fileno()
+    config = _read_config(stdin_fd)
+    logging.basicConfig(
+        filename=config.log_path,
+        level=logging.DEBUG if config.debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    # Nothing else may write to our stdout: it is the kernel's message pipe.
+    sys.stdout = sys.stderr
+    ix = Interchange(config, stdin_fd, stdout_fd)
+    try:
+        port = ix.bind()
+        logger.info("interchange pid %d for %r listening on %s:%d%s", os.getpid(), config.label,
+                    config.bind_address, port, " (CurveZMQ)" if config.cert_dir else "")
+        ix.to_kernel(Ready(port, os.getpid()))
+        os.set_blocking(stdin_fd, False)
+        os.set_blocking(stdout_fd, False)
+        ix.run()
+    except Exception:
+        logger.exception("interchange failed")
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,406 @@
+"""The messages between the executor, the interchange and the worker pools, and their framing.
+
+    kernel ──pipe (interchange stdin)──> interchange ──zmq ROUTER/DEALER──> pool ──pipe──> worker
+    kernel <─pipe (interchange stdout)── interchange <─────────────────────  pool <─pipe── worker
+
+Every message is a dataclass that turns into a list of byte frames (`encode`) and back
+(`decode`). Headers are JSON; task payloads and results are extra frames carried as opaque
+bytes: only a worker unpickles a call, only the kernel unpickles an outcome, and nothing in
+this module ever unpickles, so a peer that sends garbage gets a ProtocolError, not code
+execution. On a pipe and on zmq alike, a message travels as one record: its frames,
+length-prefixed (`pack_frames`; `FrameReader` for pipes, `unpack_record` for a zmq
+message). One zmq frame per message, not one per part: every zmq call costs syscalls.
+
+Hot messages are batches (`TaskBatch`, `Report`): one header for many tasks, so a busy
+system pays for JSON and syscalls per batch, not per task.
+"""
+
+from __future__ import annotations
+
+import array
+import dataclasses
+import json
+import struct
+from typing import Any, ClassVar
+
+# Bumped whenever a message changes shape; a pool of another version is refused at
+# registration instead of failing later on a KeyError.
+PROTOCOL_VERSION = 1
+
+# Bytes asked of a pipe per read(). Not more: os.read allocates the full size first, and
+# a 1 MiB allocation per read costs ten times the read itself.
+READ_SIZE = 1 << 16
+
+_U32 = struct.Struct("<I")
+_MAX_FRAMES = 1 << 20
+
+
+class ProtocolError(ValueError):
+    """A message that is not one of ours (garbage, a stray client, a version mismatch)."""
+
+
+# --- framing over pipes -------------------------------------------------------------
+
+
+def pack_frames(frames: list[bytes]) -> bytes:
+    """One record: frame count, then each frame as length + bytes."""
+    parts = [_U32.pack(len(frames))]
+    for frame in frames:
+        parts.append(_U32.pack(len(frame)))
+        parts.append(frame)
+    body = b"".join(parts)
+    return _U32.pack(len(body)) + body
+
+
+class FrameReader:
+    """Turns a byte stream (reads of any size) back into lists of frames."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> list[list[bytes]]:
+        self._buf += data
+        out: list[list[bytes]] = []
+        buf = self._buf
+        pos = 0
+        while len(buf) - pos >= 4:
+            (size,) = _U32.unpack_from(buf, pos)
+            if len(buf) - pos - 4 < size:
+                break
+            out.append(_split(memoryview(buf)[pos + 4 : pos + 4 + size]))
+            pos += 4 + size
+        if pos:
+            del buf[:pos]
+        return out
+
+
+def unpack_record(data: bytes) -> list[bytes]:
+    """The frames of one record received whole (a zmq message)."""
+    if len(data) < 4 or _U32.unpack_from(data, 0)[0] != len(data) - 4:
+        raise ProtocolError(f"not a record ({len(data)} bytes)")
+    return _split(memoryview(data)[4:])
+
+
+def _split(body: memoryview) -> list[bytes]:
+    try:
+        (count,) = _U32.unpack_from(body, 0)
+        if count > _MAX_FRAMES:
+            raise ProtocolError(f"record claims {count} frames")
+        frames = []
+        pos = 4
+        for _ in range(count):
+            (size,) = _U32.unpack_from(body, pos)
+            pos += 4
+            if pos + size > len(body):
+                raise ProtocolError("frame runs past the end of its record")
+            frames.append(bytes(body[pos : pos + size]))
+            pos += size
+    except struct.error as exc:
+        raise ProtocolError(f"truncated record: {exc}") from exc
+    finally:
+        body.release()
+    return frames
+
+
+# --- messages -----------------------------------------------------------------------
+
+_REGISTRY: dict[bytes, type[Message]] = {}
+
+
+class Message:
+    """Base of all messages: `kind` is the first frame; the JSON header the second."""
+
+    __slots__ = ()
+    kind: ClassVar[bytes] = b""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.kind:
+            _REGISTRY[cls.kind] = cls
+
+    def encode(self) -> list[bytes]:
+        header = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+        return [self.kind, json.dumps(header).encode()]
+
+    @classmethod
+    def from_frames(cls, frames: list[bytes]) -> Message:
+        if len(frames) != 2:
+            raise ProtocolError(f"{cls.__name__} takes 2 frames, got {len(frames)}")
+        header = _json(frames[1])
+        if not isinstance(header, dict):
+            raise ProtocolError(f"{cls.__name__} header is not an object")
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            allowed = _FIELD_TYPES.get(str(f.type))
+            value = header.get(f.name)
+            if f.name in header and allowed and (
+                not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed)
+            ):
+                raise ProtocolError(f"{cls.__name__}.{f.name}: {type(value).__name__} value")
+        try:
+            return cls(**header)
+        except TypeError as exc:
+            raise ProtocolError(f"{cls.__name__}: {exc}") from exc
+
+
+# What a JSON header may hold for each annotated field type (anything else is refused
+# before a message object exists, so no handler sees a string where it counts on an int).
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "str": (str,),
+    "int": (int,),
+    "float": (int, float),
+    "bool": (bool,),
+    "str | None": (str, type(None)),
+    "list[int]": (list,),
+    "list[tuple[int, int]]": (list,),
+}
+
+
+def decode(frames: list[bytes]) -> Message:
+    """The message these frames carry, or ProtocolError."""
+    if not frames:
+        raise ProtocolError("empty message")
+    cls = _REGISTRY.get(frames[0])
+    if cls is None:
+        raise ProtocolError(f"unknown message kind {frames[0][:20]!r}")
+    return cls.from_frames(frames)
+
+
+def _json(data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError(f"header is not JSON: {exc}") from exc
+
+
+# kernel -> interchange ---------------------------------------------------------------
+
+
+@dataclasses.dataclass(slots=True)
+class InterchangeConfig(Message):
+    """The first record the kernel writes to the interchange's stdin (never on argv)."""
+
+    kind: ClassVar[bytes] = b"config"
+    label: str
+    secret: str
+    bind_address: str
+    port_range: list[int]
+    heartbeat_period: float
+    heartbeat_threshold: float
+    cert_dir: str | None
+    log_path: str
+    debug: bool = False
+
+
+@dataclasses.dataclass(slots=True)
+class TaskBatch(Message):
+    """Tasks to run: ids and try numbers in the header, one opaque payload frame each."""
+
+    kind: ClassVar[bytes] = b"tasks"
+    ids: list[tuple[int, int]]  # (task_id, try_number)
+    payloads: list[bytes]
+
+    def encode(self) -> list[bytes]:
+        return [self.kind, _pack_ints(self.ids), *self.payloads]
+
+    @classmethod
+    def from_frames(cls, frames: list[bytes]) -> TaskBatch:
+        if len(frames) < 2:
+            raise ProtocolError("task batch without a header")
+        ids = _unpack_ints(frames[1], 2)
+        if len(ids) != len(frames) - 2:
+            raise ProtocolError("task batch: header does not match its payloads")
+        return cls(ids, frames[2:])
+
+
+# The per-task parts of hot messages are flat arrays of 64-bit ints, not JSON: a busy
+# pipeline decodes them for every task, and array/zip do that in C.
+def _pack_ints(rows: list[Any]) -> bytes:
+    flat = array.array("q")
+    for row in rows:
+        flat.extend(row)
+    return flat.tobytes()
+
+
+def _unpack_ints(data: bytes, width: int) -> list[Any]:
+    if len(data) % (8 * width):
+        raise ProtocolError(f"an int array of {len(data)} bytes is not rows of {width}")
+    flat = array.array("q")
+    flat.frombytes(data)
+    it = iter(flat)
+    return list(zip(*([it] * width), strict=True))
+
+
+@dataclasses.dataclass(slots=True)
+class Cancel(Message):
+    kind: ClassVar[bytes] = b"cancel"
+    task_id: int
+    try_number: int
+
+
+@dataclasses.dataclass(slots=True)
+class Retire(Message):
+    """Kernel -> interchange: send the pools of this block no more tasks; stop each one
+    when it has none left (scaling in). Each answers with a ManagerGone(lost=False)."""
+
+    kind: ClassVar[bytes] = b"retire"
+    block_id: str
+
+
+@dataclasses.dataclass(slots=True)
+class Shutdown(Message):
+    kind: ClassVar[bytes] = b"shutdown"
+    reason: str = ""
+
+
+# interchange -> kernel ---------------------------------------------------------------
+
+
+@dataclasses.dataclass(slots=True)
+class Ready(Message):
+    """The interchange is listening for pools on `port`."""
+
+    kind: ClassVar[bytes] = b"ready"
+    port: int
+    pid: int
+
+
+@dataclasses.dataclass(slots=True)
+class ManagerJoined(Message):
+    kind: ClassVar[bytes] = b"joined"
+    manager: str
+    host: str
+    pid: int
+    block_id: str
+    workers: int
+    capacity: int
+    log_path: str
+
+
+@dataclasses.dataclass(slots=True)
+class ManagerGone(Message):
+    """A pool was declared lost (silent too long) or left; `tasks` were running there."""
+
+    kind: ClassVar[bytes] = b"gone"
+    manager: str
+    reason: str
+    last_heard: float  # seconds since its last message
+    tasks: list[tuple[int, int]]
+    lost: bool = True
+
+
+@dataclasses.dataclass(slots=True)
+class CancelReply(Message):
+    kind: ClassVar[bytes] = b"cancelled"
+    task_id: int
+    try_number: int
+    withdrawn: bool
+
+
+# pool <-> interchange ----------------------------------------------------------------
+
+
+@dataclasses.dataclass(slots=True)
+class Register(Message):
+    """A pool's first message. Nothing else from a peer is read before this checks out."""
+
+    kind: ClassVar[bytes] = b"register"
+    secret: str
+    version: int
+    host: str
+    pid: int
+    block_id: str
+    workers: int
+    capacity: int
+    python: str
+    log_path: str
+
+
+@dataclasses.dataclass(slots=True)
+class Heartbeat(Message):
+    kind: ClassVar[bytes] = b"hb"
+
+
+@dataclasses.dataclass(slots=True)
+class Goodbye(Message):
+    """Pool -> interchange: I am leaving on my own, for this reason (with its evidence)."""
+
+    kind: ClassVar[bytes] = b"bye"
+    reason: str
+
+
+@dataclasses.dataclass(slots=True)
+class Stop(Message):
+    """Interchange -> pool: exit now (shutdown, or the pool was already declared lost)."""
+
+    kind: ClassVar[bytes] = b"stop"
+    reason: str
+
+
+@dataclasses.dataclass(slots=True)
+class WorkerDeath:
+    """What a pool saw when a worker process died; the kernel makes a WorkerLost of it."""
+
+    task_id: int
+    try_number: int
+    host: str
+    pid: int
+    exitcode: int | None
+    signal: str
+    cause: str
+    stderr_tail: str
+    log_path: str
+
+
+@dataclasses.dataclass(slots=True)
+class Report(Message):
+    """Everything a pool has to say since its last report, in the order it happened.
+
+    `started`: (task, try, worker pid); `outputs`: (task, try, stream) with one frame of
+    raw bytes each; `results`: (task, try) with one frame each (pack_result/pack_failure
+    bytes, opaque here); `deaths`: workers that died while running a task. Outputs of a
+    task always come before its result, in this report or an earlier one.
+    """
+
+    kind: ClassVar[bytes] = b"report"
+    started: list[tuple[int, int, int]] = dataclasses.field(default_factory=list)
+    outputs: list[tuple[int, int, str]] = dataclasses.field(default_factory=list)
+    output_data: list[bytes] = dataclasses.field(default_factory=list)
+    results: list[tuple[int, int]] = dataclasses.field(default_factory=list)
+    result_data: list[bytes] = dataclasses.field(default_factory=list)
+    deaths: list[WorkerDeath] = dataclasses.field(default_factory=list)
+    manager: str = ""  # filled in by the interchange when it forwards to the kernel
+    lookahead: int = 0  # extra tasks the pool would like queued beyond its capacity
+
+    def __bool__(self) -> bool:
+        return bool(self.started or self.outputs or self.results or self.deaths)
+
+    def encode(self) -> list[bytes]:
+        # JSON only for what is rare (output, deaths); starts and results are int arrays.
+        header = [self.manager, self.lookahead, self.outputs,
+                  [dataclasses.astuple(d) for d in self.deaths]]
+        return [self.kind, json.dumps(header).encode(), _pack_ints(self.started),
+                _pack_ints(self.results), *self.output_data, *self.result_data]
+
+    @classmethod
+    def from_frames(cls, frames: list[bytes]) -> Report:
+        if len(frames) < 4:
+            raise ProtocolError("report: too few frames")
+        header = _json(frames[1])
+        try:
+            manager, lookahead, outputs, deaths = header
+            results = _unpack_ints(frames[3], 2)
+            n_out = len(outputs)
+            if len(frames) != 4 + n_out + len(results):
+                raise ProtocolError("report: header does not match its frames")
+            return cls(
+                started=_unpack_ints(frames[2], 3),
+                outputs=[(int(t), int(n), str(s)) for t, n, s in outputs],
+                output_data=frames[4 : 4 + n_out],
+                results=results,
+                result_data=frames[4 + n_out :],
+                deaths=[WorkerDeath(*d) for d in deaths],
+                manager=str(manager),
+                lookahead=int(lookahead),
+            )
+        except (TypeError, ValueError) as exc:
+            raise ProtocolError(f"report: malformed header: {exc}") from exc

@@ -1,0 +1,180 @@
+"""A worker process: runs one task at a time for its pool.
+
+    pool ──task pipe──> worker: unpack_call ─> fn(*args, **kwargs) ─> pack_result | pack_failure
+    pool <─result pipe── worker
+    pool <─fd 1 / fd 2── worker (and everything it starts): the task's stdout / stderr
+
+The pool holds the read ends of this process's stdout and stderr, so it sees what the
+task prints at the file-descriptor level (C extensions, subprocesses) and what a dying
+worker last wrote. Before the result goes back, both Python and C stdio buffers are
+flushed: every byte the task printed is in the pipes before the pool reads the result,
+which is what lets the pool attribute output to the right task without markers.
+
+Records on the pipes use protocol.pack_frames:
+    pool -> worker: [b"T", task_id, try_number, payload]     run this
+    worker -> pool: [b"H", pid]                              ready for tasks
+                    [b"R", task_id, try_number, outcome]     done (pack_result/pack_failure)
+                    [b"E", reason]                           about to exit (SystemExit...)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import faulthandler
+import logging
+import os
+import socket
+import sys
+import threading
+import time
+
+from livedag.errors import DeserializationError, WorkerImportError
+from livedag.executors.htex.protocol import READ_SIZE, FrameReader, pack_frames
+from livedag.serialize import pack_failure, pack_result, unpack_call
+
+logger = logging.getLogger("livedag.worker")
+
+
+def _libc_fflush() -> object:
+    try:
+        fflush = ctypes.CDLL(None).fflush
+    except (OSError, AttributeError):
+        return lambda _: 0
+    fflush.argtypes = [ctypes.c_void_p]
+    return fflush
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def run_call(payload: bytes, task_id: int) -> bytes:
+    """Outcome bytes for one task payload; never raises an Exception (BaseException may)."""
+    try:
+        fn, args, kwargs = unpack_call(payload)
+    except ModuleNotFoundError as exc:
+        err: Exception = WorkerImportError(
+            f"task {task_id}: the worker on {socket.gethostname()} cannot import "
+            f"module {exc.name!r} needed by the task's function or arguments.\n"
+            f"  python: {sys.executable}\n  sys.path: {sys.path}\n"
+            "Hint: install the module in that environment, or set the provider's "
+            "worker_init to activate the environment the notebook uses.",
+            module=exc.name or "",
+            python=sys.executable,
+            sys_path=sys.path,
+            host=socket.gethostname(),
+            task_id=task_id,
+        )
+        err.__cause__ = exc
+        return pack_failure(err)
+    except Exception as exc:
+        err = DeserializationError(
+            f"task {task_id}: the worker could not unpickle the task's call: "
+            f"{type(exc).__name__}: {exc} (python {sys.executable})"
+        )
+        err.__cause__ = exc
+        return pack_failure(err)
+    try:
+        value = fn(*args, **kwargs)
+    except Exception as exc:
+        return pack_failure(exc)
+    return pack_result(value, task_id=task_id)
+
+
+def _watch_parent(pool_pid: int) -> None:
+    # Our pool may die without closing our pipes cleanly (SIGKILL while we run a long
+    # task): then nobody would ever read our result. Leave within a second.
+    while True:
+        time.sleep(1.0)
+        if os.getppid() != pool_pid:
+            os._exit(0)
+
+
+def serve(task_fd: int, result_fd: int, pool_pid: int) -> None:
+    os.set_inheritable(task_fd, False)
+    os.set_inheritable(result_fd, False)  # a task's subprocess must not hold our pipe open
+    threading.Thread(target=_watch_parent, args=(pool_pid,), daemon=True).start()
+    fflush = _libc_fflush()
+    stdout, stderr = sys.stdout, sys.stderr
+    reader = FrameReader()
+    _write_all(result_fd, pack_frames([b"H", str(os.getpid()).encode()]))
+    while True:
+        data = os.read(task_fd, READ_SIZE)
+        if not data:
+            return  # the pool closed our pipe: time to go
+        for frames in reader.feed(data):
+            if frames[0] != b"T":
+                return
+            tid, tries, payload = int(frames[1]), frames[2], frames[3]
+            try:
+                outcome = run_call(payload, tid)
+            except BaseException as exc:  # SystemExit, KeyboardInterrupt: the task ends us
+                what = f"{type(exc).__name__}({_exit_arg(exc)})"
+                note = f"task {tid} raised {what}, ending the worker"
+                _flush(stdout, stderr, fflush)
+                _write_all(result_fd, pack_frames([b"E", note.encode()]))
+                raise
+            if sys.stdout is not stdout or sys.stderr is not stderr:
+                sys.stdout, sys.stderr = stdout, stderr  # an app swapped them and left
+            _flush(stdout, stderr, fflush)
+            _write_all(result_fd, pack_frames([b"R", frames[1], tries, outcome]))
+
+
+def _exit_arg(exc: BaseException) -> str:
+    return repr(exc.code) if isinstance(exc, SystemExit) else ""
+
+
+def _flush(stdout: object, stderr: object, fflush: object) -> None:
+    for stream in (stdout, stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()  # type: ignore[attr-defined]
+    fflush(None)  # type: ignore[operator]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="livedag-worker")
+    parser.add_argument("--task-fd", type=int, required=True)
+    parser.add_argument("--result-fd", type=int, required=True)
+    parser.add_argument("--pool-pid", type=int, required=True)
+    parser.add_argument("--log", required=True)
+    parser.add_argument("--cores", default="")
+    parser.add_argument("--debug", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        filename=args.log,
+        level=logging.DEBUG if args.debug else logging.INFO,
+        format="%(asctime)s %(process)d %(levelname)s %(message)s",
+    )
+    # Line buffering: what a task prints reaches the pool (and the notebook) as it runs.
+    # Fresh wrappers, because reconfigure(line_buffering=True) on the interpreter's own
+    # stdout makes one write() per print() argument.
+    sys.stdout = open(1, "w", buffering=1, closefd=False, encoding="utf-8",  # noqa: SIM115
+                      errors="backslashreplace")
+    sys.stderr = open(2, "w", buffering=1, closefd=False, encoding="utf-8",  # noqa: SIM115
+                      errors="backslashreplace")
+    # A crash in native code leaves the Python stack on stderr, which the pool keeps
+    # as evidence for the WorkerLost error.
+    faulthandler.enable(file=sys.stderr, all_threads=False)
+    if args.cores:
+        cores = [int(c) for c in args.cores.split(",")]
+        os.sched_setaffinity(0, cores)
+    logger.info(
+        "worker pid %d rank %s started: python %s, cwd %s, cores %s, sys.path %s",
+        os.getpid(), os.environ.get("PARSL_WORKER_RANK"), sys.executable, os.getcwd(),
+        args.cores or "all", sys.path,
+    )
+    try:
+        serve(args.task_fd, args.result_fd, args.pool_pid)
+    except SystemExit as exc:
+        logger.warning("worker exiting: a task raised SystemExit(%r)", exc.code)
+        raise
+    logger.info("worker pid %d exiting: its pool closed the task pipe", os.getpid())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,341 @@
+"""The ZMQ executor end to end on real processes: values, exceptions, events, output.
+
+Each test starts an interchange, a LocalProvider block (a pool) and its workers, and
+drives the executor directly through the executor contract (start / submit / shutdown).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import sys
+import time
+import traceback
+from collections.abc import Iterator
+from typing import Any
+
+import parsl
+import pytest
+from htex_fixtures import Maker, call, executors
+
+from livedag.errors import ExecutorError, SerializationError, WorkerImportError
+from livedag.events import BlockChanged, TaskOutput, TaskStateChanged
+from livedag.executors.htex import IGNORED_PARAMETERS, HighThroughputExecutor
+from livedag.providers import LocalProvider
+from livedag.task import TaskState
+
+pytestmark = pytest.mark.timeout(60)
+
+@pytest.fixture
+def htex(tmp_path: Any) -> Iterator[Maker]:
+    yield from executors(tmp_path)
+
+
+
+def double(x: int) -> int:
+    return 2 * x
+
+
+def test_signature_keeps_parsl_names_and_defaults() -> None:
+    ours = inspect.signature(HighThroughputExecutor.__init__).parameters
+    theirs = inspect.signature(parsl.HighThroughputExecutor.__init__).parameters
+    assert list(ours) == list(theirs)
+    differ = {"provider", "manager_selector"}  # Parsl's default objects; ours are None
+    for name, param in theirs.items():
+        if name not in differ:
+            assert ours[name].default == param.default, name
+    assert set(IGNORED_PARAMETERS) <= set(ours)
+
+
+def test_value_comes_back_and_first_result_is_quick(htex: Any) -> None:
+    t0 = time.monotonic()
+    ex, events = htex()
+    assert ex.submit(call(double, 21)).result(timeout=10) == 42
+    # start, block, pool, worker: ~0.4 s on an idle 2-core machine; no strategy tick.
+    assert time.monotonic() - t0 < 5.0
+    events.wait_for(lambda: any(e.state == "running" for e in events.of(BlockChanged)))
+    states = [e.state for e in events.of(BlockChanged)]
+    assert states[:2] == ["pending", "running"]
+
+
+def test_running_event_names_host_pid_block_and_job(htex: Any) -> None:
+    ex, events = htex()
+    c = call(os.getpid)
+    pid = ex.submit(c).result(timeout=10)
+    (running,) = events.of(TaskStateChanged, c.task_id)
+    assert running.state is TaskState.RUNNING and running.try_number == 1
+    assert running.pid == pid and running.host
+    assert running.block_id == "0" and running.job_id == ex.blocks.job_of("0")
+
+
+def raises_value_error(x: int) -> None:
+    raise ValueError(f"bad value {x}")
+
+
+def test_exception_is_the_original_with_its_remote_traceback(htex: Any) -> None:
+    ex, _ = htex()
+    fut = ex.submit(call(raises_value_error, 7))
+    with pytest.raises(ValueError, match="bad value 7") as info:
+        fut.result(timeout=10)
+    text = "".join(traceback.format_exception(info.value))
+    assert "raises_value_error" in text  # the app's own frame, from the worker
+
+
+def test_many_tasks_all_come_back(htex: Any) -> None:
+    ex, _ = htex()
+    futs = [ex.submit(call(double, i)) for i in range(2000)]
+    assert [f.result(timeout=30) for f in futs] == [2 * i for i in range(2000)]
+
+
+def test_large_payloads_travel_both_ways(htex: Any) -> None:
+    ex, _ = htex()
+    blob = os.urandom(8 << 20)
+    futs = [ex.submit(call(bytes.upper, blob)) for _ in range(3)]
+    for f in futs:
+        assert f.result(timeout=30) == blob.upper()
+
+
+def chatty(n: int) -> str:
+    import subprocess
+
+    print("from python", n)
+    print("to stderr", file=sys.stderr)
+    os.write(1, b"from fd 1\n")
+    subprocess.run(["echo", "from a subprocess"], check=True)
+    return "ok"
+
+
+def test_output_of_python_fds_and_subprocesses_is_captured_per_task(htex: Any) -> None:
+    ex, events = htex()
+    c = call(chatty, 5)
+    assert ex.submit(c).result(timeout=10) == "ok"
+    out = "".join(e.text for e in events.of(TaskOutput, c.task_id) if e.stream == "stdout")
+    err = "".join(e.text for e in events.of(TaskOutput, c.task_id) if e.stream == "stderr")
+    assert out == "from python 5\nfrom fd 1\nfrom a subprocess\n"
+    assert err == "to stderr\n"
+    # Output is published before the result resolves the future, and after RUNNING.
+    kinds = [type(e).__name__ for e in events.items if getattr(e, "task_id", None) == c.task_id]
+    assert kinds[0] == "TaskStateChanged"
+
+
+def slow_printer(path: str) -> None:
+    print("first line")
+    while not os.path.exists(path):
+        time.sleep(0.01)
+    print("second line")
+
+
+def test_output_streams_while_the_task_runs(htex: Any, tmp_path: Any) -> None:
+    ex, events = htex()
+    go = str(tmp_path / "go")
+    c = call(slow_printer, go)
+    fut = ex.submit(c)
+    events.wait_for(lambda: any("first line" in e.text for e in events.of(TaskOutput, c.task_id)))
+    assert not fut.done()
+    open(go, "w").close()
+    fut.result(timeout=10)
+    text = "".join(e.text for e in events.of(TaskOutput, c.task_id))
+    assert text == "first line\nsecond line\n"
+
+
+def floods(n: int) -> int:
+    sys.stdout.write("x" * n)
+    return n
+
+
+def test_output_is_bounded_per_task(htex: Any) -> None:
+    ex, events = htex()
+    c = call(floods, 6 << 20)
+    assert ex.submit(c).result(timeout=30) == 6 << 20
+    texts = [e.text for e in events.of(TaskOutput, c.task_id)]
+    assert max(len(t) for t in texts) <= 64 << 10
+    total = "".join(texts)
+    assert total.count("x") == 4 << 20
+    assert "bytes of stdout were dropped" in total
+
+
+def test_unpicklable_argument_fails_at_submit_with_its_name(htex: Any) -> None:
+    import threading
+
+    ex, _ = htex()
+    fut = ex.submit(call(double, threading.Lock()))
+    with pytest.raises(SerializationError, match="argument 0"):
+        fut.result(timeout=5)
+
+
+def test_missing_module_names_the_workers_python_and_path(htex: Any, tmp_path: Any) -> None:
+    # A module only the kernel can import (its path is added after the blocks started):
+    # the worker cannot unpickle a value of it.
+    ex, _ = htex()
+    mod = tmp_path / "kernel_only_mod.py"
+    mod.write_text("class Thing:\n    pass\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import kernel_only_mod  # type: ignore[import-not-found]
+
+        fut = ex.submit(call(repr, kernel_only_mod.Thing()))
+        with pytest.raises(WorkerImportError) as info:
+            fut.result(timeout=10)
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("kernel_only_mod", None)
+    err = info.value
+    assert isinstance(err, ModuleNotFoundError)
+    assert err.module == "kernel_only_mod" and err.python == sys.executable
+    assert "sys.path" in str(err) and err.sys_path
+
+
+def test_shutdown_fails_outstanding_tasks_and_later_submits(htex: Any) -> None:
+    ex, _ = htex()
+    fut = ex.submit(call(time.sleep, 30))
+    time.sleep(0.5)
+    ex.shutdown()
+    with pytest.raises(ExecutorError, match="shut down"):
+        fut.result(timeout=5)
+    with pytest.raises(ExecutorError):
+        ex.submit(call(double, 1)).result(timeout=5)
+
+
+def test_cancel_withdraws_a_task_that_waits(htex: Any) -> None:
+    ex, _ = htex(max_workers_per_node=1)
+    blocker = ex.submit(call(time.sleep, 1.5))
+    time.sleep(0.5)  # the blocker runs; the next task waits in the interchange
+    waiting = call(double, 3)
+    fut = ex.submit(waiting)
+    assert ex.cancel(waiting.task_id) is True
+    assert fut.cancelled()
+    assert blocker.result(timeout=10) is None
+    assert ex.cancel(waiting.task_id) is False
+
+
+def test_logs_go_under_the_run_dir(htex: Any) -> None:
+    ex, _ = htex()
+    ex.submit(call(double, 1)).result(timeout=10)
+    logdir = ex.logdir
+    assert os.path.exists(os.path.join(logdir, "interchange.log"))
+    pools = [os.path.join(r, f) for r, _, fs in os.walk(logdir) for f in fs if f == "pool.log"]
+    assert len(pools) == 1
+    deadline = time.monotonic() + 10  # the second worker may still be starting
+    while time.monotonic() < deadline:
+        workers = [f for _, _, fs in os.walk(logdir) for f in fs if f.startswith("worker-")]
+        if len(workers) == 2:
+            break
+        time.sleep(0.05)
+    assert sorted(workers) == ["worker-0.log", "worker-1.log"]
+    assert os.stat(os.path.join(logdir, "secret")).st_mode & 0o777 == 0o600
+
+
+def test_events_are_ordered_running_output_then_result(htex: Any) -> None:
+    ex, events = htex()
+    seen: list[str] = []
+
+    def record(e: Any) -> None:
+        events(e)
+        seen.append(type(e).__name__)
+
+    ex.publish = record
+    c = call(chatty, 1)
+    fut = ex.submit(c)
+    fut.add_done_callback(lambda f: seen.append("done"))
+    fut.result(timeout=10)
+    task_seen = [s for s in seen if s != "BlockChanged"]
+    assert task_seen[0] == "TaskStateChanged" and task_seen[-1] == "done"
+    assert set(task_seen[1:-1]) == {"TaskOutput"}
+
+
+
+def worker_placement() -> tuple[str, str, list[int], str]:
+    return (os.environ["PARSL_WORKER_RANK"], os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+            sorted(os.sched_getaffinity(0)), os.environ.get("OMP_NUM_THREADS", ""))
+
+
+def test_accelerators_and_affinity_pin_each_worker(htex: Any) -> None:
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        pytest.skip("needs two cores")
+    ex, _ = htex(max_workers_per_node=8, available_accelerators=["gpu-a", "gpu-b"],
+                 cpu_affinity="block")
+    seen = {}
+    deadline = time.monotonic() + 20
+    while len(seen) < 2 and time.monotonic() < deadline:
+        futs = [ex.submit(call(worker_placement)) for _ in range(8)]
+        for f in futs:
+            rank, gpu, mine, omp = f.result(timeout=10)
+            seen[rank] = (gpu, mine, omp)
+    assert set(seen) == {"0", "1"}  # two accelerators: two workers, not eight
+    per = len(cores) // 2
+    for rank, (gpu, mine, omp) in seen.items():
+        r = int(rank)
+        assert gpu == ["gpu-a", "gpu-b"][r]
+        assert mine == cores[per * r : per * (r + 1)] and omp == str(per)
+
+
+def block_states(events: Any) -> list[tuple[str, str]]:
+    return [(e.block_id, e.state) for e in events.of(BlockChanged)]
+
+
+def test_strategy_scales_out_to_cover_outstanding_tasks(htex: Any) -> None:
+    ex, events = htex(provider=LocalProvider(init_blocks=0, min_blocks=0, max_blocks=2),
+                      max_workers_per_node=1, strategy_period=0.2)
+    futs = [ex.submit(call(time.sleep, 0.5)) for _ in range(4)]
+    for f in futs:
+        f.result(timeout=20)
+    states = block_states(events)
+    assert ("0", "running") in states and ("1", "running") in states
+    assert not any(b == "2" for b, _ in states)  # max_blocks=2
+
+
+def test_idle_block_is_scaled_in_and_a_new_task_brings_one_back(htex: Any) -> None:
+    ex, events = htex(provider=LocalProvider(init_blocks=1, min_blocks=0, max_blocks=1),
+                      strategy_period=0.2, max_idletime=1.0)
+    assert ex.submit(call(double, 1)).result(timeout=10) == 2
+    events.wait_for(lambda: ("0", "scaled_in") in block_states(events), timeout=10)
+    assert ex.blocks is not None and ex.blocks.live() == []
+    t0 = time.monotonic()
+    assert ex.submit(call(double, 2)).result(timeout=10) == 4
+    assert time.monotonic() - t0 < 4  # started at once, not at the next strategy tick
+    assert ("1", "running") in block_states(events)
+
+
+def test_no_strategy_keeps_blocks(htex: Any) -> None:
+    ex, events = htex(strategy=None, strategy_period=0.2, max_idletime=0.2)
+    assert ex.submit(call(double, 1)).result(timeout=10) == 2
+    time.sleep(1.0)
+    assert ex.submit(call(double, 2)).result(timeout=10) == 4
+    assert block_states(events) == [("0", "pending"), ("0", "running")]
+
+
+def test_a_parsl_htex_config_works_unchanged_through_the_engine(tmp_path: Any) -> None:
+    # The body of a typical Parsl config, with `parsl` replaced by `livedag`.
+    import livedag
+    from livedag.config import Config
+    from livedag.executors import HighThroughputExecutor as HTEX
+    from livedag.launchers import SingleNodeLauncher
+    from livedag.providers import LocalProvider as Local
+
+    config = Config(
+        executors=[HTEX(
+            label="htex_local", worker_debug=True, cores_per_worker=1, max_workers_per_node=2,
+            poll_period=10, prefetch_capacity=0, heartbeat_period=2, heartbeat_threshold=10,
+            worker_logdir_root=str(tmp_path / "worker_logs"), encrypted=True,
+            provider=Local(
+                init_blocks=1, min_blocks=0, max_blocks=1, nodes_per_block=1,
+                launcher=SingleNodeLauncher(), worker_init="export LIVEDAG_TEST_INIT=yes",
+                cmd_timeout=30, parallelism=1,
+            ),
+        )],
+        run_dir=str(tmp_path / "runinfo"),
+    )
+
+    @livedag.python_app
+    def init_seen() -> str:
+        return os.environ.get("LIVEDAG_TEST_INIT", "")
+
+    kernel = livedag.load(config)
+    try:
+        assert init_seen().result(timeout=20) == "yes"
+    finally:
+        kernel.cleanup()
+        livedag.clear()
+    logs = [f for _, _, fs in os.walk(tmp_path / "worker_logs") for f in fs]
+    assert "pool.log" in logs and any(f.startswith("worker-") for f in logs)

@@ -1,0 +1,131 @@
+"""The ZMQ executor's pure parts: message framing, decoding garbage, crash wording, sizing."""
+
+from __future__ import annotations
+
+import pickle
+import signal
+
+import pytest
+
+from livedag.executors.htex import forensics, placement
+from livedag.executors.htex.protocol import (
+    FrameReader,
+    ManagerGone,
+    ProtocolError,
+    Register,
+    Report,
+    TaskBatch,
+    WorkerDeath,
+    decode,
+    pack_frames,
+)
+
+
+def test_frames_survive_any_read_boundaries() -> None:
+    records = [[b"a", b"", b"x" * 70000], [b"tasks", b"[]"], [b"\x00\xff"]]
+    stream = b"".join(pack_frames(r) for r in records)
+    for step in (1, 3, 4096, len(stream)):
+        reader = FrameReader()
+        got = []
+        for i in range(0, len(stream), step):
+            got += reader.feed(stream[i : i + step])
+        assert got == records
+
+
+def test_task_batch_round_trip() -> None:
+    msg = TaskBatch([(1, 1), (2, 3)], [b"p1", b"p2"])
+    back = decode(msg.encode())
+    assert isinstance(back, TaskBatch)
+    assert back.ids == [(1, 1), (2, 3)] and back.payloads == [b"p1", b"p2"]
+
+
+def test_report_round_trip_keeps_order_and_deaths() -> None:
+    death = WorkerDeath(7, 1, "h", 42, None, "SIGKILL", "killed", "tail", "/log")
+    msg = Report(started=[(5, 1, 99)], outputs=[(5, 1, "stdout")], output_data=[b"hi\n"],
+                 results=[(5, 1)], result_data=[b"R"], deaths=[death], manager="m", lookahead=4)
+    back = decode(msg.encode())
+    assert back == msg
+
+
+def test_control_messages_round_trip() -> None:
+    reg = Register("s", 1, "host", 1, "0", 2, 2, "/py", "/log")
+    assert decode(reg.encode()) == reg
+    gone = ManagerGone("m", "silent", 3.5, [(1, 1)])
+    back = decode(gone.encode())
+    assert isinstance(back, ManagerGone) and back.last_heard == 3.5
+
+
+@pytest.mark.parametrize(
+    "frames",
+    [
+        [],
+        [b"nonsense"],
+        [b"register", b"not json"],
+        [b"register", b"[1, 2]"],
+        [b"register", b'{"secret": "x"}'],
+        [b"tasks", b"\x01" * 16],  # header says one payload, none follows
+        [b"tasks", b"\x01" * 15, b"p"],
+        [b"report", b"{}"],
+        [b"report", b"{}", b"", b""],
+        [b"report", b'["m", 0, [[1, 1, "stdout"]], []]', b"", b""],  # output frame missing
+        [b"report", b'["m", 0, [], []]', b"", b"\x01" * 16],  # result frame missing
+        [pickle.dumps(object), b"x"],
+    ],
+)
+def test_garbage_is_a_protocol_error_never_a_crash(frames: list[bytes]) -> None:
+    with pytest.raises(ProtocolError):
+        decode(frames)
+
+
+def test_a_truncated_pipe_record_is_a_protocol_error() -> None:
+    bad = b"\x08\x00\x00\x00" + b"\x05\x00\x00\x00" + b"\x09\x00\x00\x00"
+    with pytest.raises(ProtocolError):
+        FrameReader().feed(bad)
+
+
+def test_sigkill_is_described_as_the_oom_killer_with_rss() -> None:
+    text = forensics.describe_exit(-signal.SIGKILL, 300 << 20)
+    assert "SIGKILL" in text and "out-of-memory" in text and "300.0 MiB" in text
+
+
+def test_segfault_and_exit_codes_are_described() -> None:
+    assert "segmentation fault" in forensics.describe_exit(-signal.SIGSEGV, 0)
+    assert "code 3" in forensics.describe_exit(3, 0)
+    assert "SystemExit" in forensics.describe_exit(2, 0, "task 1 raised SystemExit(2)")
+    assert forensics.signal_name(-signal.SIGTERM) == "SIGTERM"
+    assert forensics.signal_name(0) == ""
+
+
+def test_tail_lines_keeps_the_end() -> None:
+    data = b"".join(b"line %d\n" % i for i in range(100))
+    assert forensics.tail_lines(data, 3) == "line 97\nline 98\nline 99"
+
+
+def test_worker_count_follows_parsl_rules() -> None:
+    def count(**kw: object) -> int:
+        args: dict[str, object] = dict(
+            max_workers_per_node=float("inf"), cores_per_worker=1.0, mem_per_worker=None,
+            accelerators=(), cores_on_node=8, mem_available_gb=16.0,
+        )
+        args.update(kw)
+        return placement.worker_count(**args)  # type: ignore[arg-type]
+
+    assert count() == 8
+    assert count(cores_per_worker=2.0) == 4
+    assert count(max_workers_per_node=3) == 3
+    assert count(mem_per_worker=5.0) == 3
+    assert count(accelerators=("0", "1")) == 2
+    assert count(cores_per_worker=0.5) == 16
+
+
+def test_affinity_strategies() -> None:
+    cores = [0, 1, 2, 3]
+    assert placement.affinity_cores("none", 0, 2, cores) == []
+    assert placement.affinity_cores("block", 1, 2, cores) == [2, 3]
+    assert placement.affinity_cores("block-reverse", 0, 2, cores) == [2, 3]
+    assert placement.affinity_cores("alternating", 1, 2, cores) == [1, 3]
+    assert placement.affinity_cores("list:0-1:2,3", 1, 2, cores) == [2, 3]
+    with pytest.raises(ValueError, match="not one of"):
+        placement.affinity_cores("diagonal", 0, 2, cores)
+    with pytest.raises(ValueError, match="at least one core"):
+        placement.affinity_cores("block", 0, 8, cores)
