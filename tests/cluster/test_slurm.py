@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from cluster_helpers import wait_for
 
-from livedag.cluster_launchers import SrunLauncher
+from livedag.launchers import SrunLauncher
 from livedag.errors import SubmitError
 from livedag.launchers import SimpleLauncher
 from livedag.providers import batch

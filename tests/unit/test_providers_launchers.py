@@ -1,4 +1,4 @@
-"""livedag.cluster_launchers: the text they put in a block script (run for real on Slurm
+"""livedag.launchers (srun, mpiexec): the text they put in a block script (run for real on Slurm
 in tests/cluster/test_slurm.py::test_srun_launcher_starts_one_copy_per_task)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from livedag.cluster_launchers import MpiExecLauncher, SrunLauncher
+from livedag.launchers import MpiExecLauncher, SrunLauncher
 
 
 def test_srun_launcher() -> None:
