@@ -168,6 +168,10 @@ class ThreadPoolExecutor(Executor):
             try:
                 result = call.fn(*call.args, **call.kwargs)
             except BaseException as exc:
+                # The traceback starts at the app's own frame, not at this loop.
+                tb = exc.__traceback__
+                if tb is not None and tb.tb_next is not None and tb.tb_frame.f_code is _WORK_CODE:
+                    exc.__traceback__ = tb.tb_next
                 fut.set_exception(exc)
             else:
                 fut.set_result(result)
@@ -201,3 +205,6 @@ class _Sink:
 
     def __call__(self, stream: str, text: str) -> None:
         self.publish(TaskOutput(time.time(), self.task_id, self.try_number, stream, text))
+
+
+_WORK_CODE = ThreadPoolExecutor._work.__code__

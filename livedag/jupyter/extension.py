@@ -278,8 +278,7 @@ def _task_part(shell: Any, etype: Any, value: BaseException, tb: Any, ctx: Any) 
     red, bold, reset = "\x1b[31m", "\x1b[1m", "\x1b[0m"
     out: list[str] = []
     if ctx is not None:
-        out.append(f"{red}{bold}livedag task {ctx.task_id} '{ctx.app_name}' failed{reset} "
-                   f"{ctx.describe()}")
+        out.append(f"{red}{bold}livedag task failed{reset} {ctx.describe()}")
     remote = getattr(value, "traceback_text", "")
     if remote:  # a RemoteError: the worker's traceback, as text
         out.append(remote.rstrip("\n"))
