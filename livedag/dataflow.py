@@ -28,6 +28,7 @@ import socket
 import sys
 import threading
 import time
+import types
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from typing import Any
@@ -140,10 +141,13 @@ class DataFlowKernel:
 
     # ------------------------------------------------------------ executors
     def _start_executor(self, ex: Executor) -> None:
-        internal = ex.label.startswith("_")
-        ex_dir = self.run_dir if internal else os.path.join(self.run_dir, ex.label)
+        # The scaling strategy is configured on the kernel (Parsl's Config fields) and
+        # carried out by executors that scale.
+        for name in ("strategy", "strategy_period", "max_idletime"):
+            if hasattr(ex, name):
+                setattr(ex, name, getattr(self.config, name))
         try:
-            ex.start(self._on_executor_event, ex_dir)
+            ex.start(self._on_executor_event, self.run_dir)
         except Exception as exc:
             for started in self.executors.values():
                 started.shutdown()
@@ -399,9 +403,9 @@ class DataFlowKernel:
         if record.stdout or record.stderr:
             record.stdout.clear()
             record.stderr.clear()
-        fn: Callable[..., Any] = record.func
+        fn: Callable[..., Any] = _without_future_defaults(record.func)
         if record.kind == "bash":
-            fn = functools.partial(run_bash, record.func)
+            fn = functools.partial(run_bash, fn)
         elif kwargs and not SPECIAL_KWARGS.isdisjoint(kwargs):
             kwargs = call_kwargs(fn, kwargs)
             if record.walltime is not None and record.kind == "python":
@@ -786,6 +790,39 @@ class DataFlowKernel:
 
     def __repr__(self) -> str:
         return f"<DataFlowKernel run_dir={self.run_dir!r} executors={self._user_labels}>"
+
+
+def _holds_future(value: Any) -> bool:
+    if isinstance(value, Future):
+        return True
+    return isinstance(value, (list, tuple)) and any(isinstance(v, Future) for v in value)
+
+
+def _done_value(value: Any) -> Any:
+    if isinstance(value, Future):
+        return value.result() if value.done() else value
+    if isinstance(value, (list, tuple)):
+        return type(value)(_done_value(v) for v in value)
+    return value
+
+
+def _without_future_defaults(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The function, or a copy whose parameter defaults hold values instead of futures.
+
+    Parsl lets a default be a future (`def f(inputs=[other()])`); the call's kwargs already
+    carry the values, but the defaults would still travel with the function, and a
+    future cannot be pickled.
+    """
+    defaults = getattr(func, "__defaults__", None)
+    if not defaults or not any(_holds_future(d) for d in defaults):
+        return func
+    copy = types.FunctionType(func.__code__, func.__globals__, func.__name__,  # type: ignore[attr-defined]
+                              tuple(_done_value(d) for d in defaults),
+                              func.__closure__)  # type: ignore[attr-defined]
+    copy.__kwdefaults__ = func.__kwdefaults__  # type: ignore[attr-defined]
+    copy.__dict__.update(func.__dict__)
+    copy.__qualname__, copy.__module__ = func.__qualname__, func.__module__
+    return copy
 
 
 def _record_of(fut: Future[Any]) -> TaskRecord | None:

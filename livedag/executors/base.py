@@ -50,7 +50,8 @@ class Executor(abc.ABC):
     provider: Any = None
 
     def start(self, publish: Publish, run_dir: str) -> None:
-        """Get ready to take tasks. `publish` delivers events to the kernel."""
+        """Get ready to take tasks. `publish` delivers events to the kernel; an executor
+        keeps its files (logs, keys) under `<run_dir>/<label>/`."""
         self.publish = publish
         self.run_dir = run_dir
 

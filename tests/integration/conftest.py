@@ -17,11 +17,15 @@ from typing import Any
 import pytest
 
 import livedag
+from livedag.executors.htex import HighThroughputExecutor
 from livedag.executors.threads import ThreadPoolExecutor
 
 # name -> factory of a fresh, unstarted executor; every integration test runs once per entry.
 EXECUTORS: dict[str, Callable[[], Any]] = {
     "threads": lambda: ThreadPoolExecutor(max_threads=4),
+    "htex": lambda: HighThroughputExecutor(
+        label="htex", max_workers_per_node=4, heartbeat_period=1, heartbeat_threshold=3
+    ),
 }
 
 

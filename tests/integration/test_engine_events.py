@@ -44,7 +44,7 @@ def test_task_created_names_app_kind_executor_and_dependencies(
 ) -> None:
     dfk.bus.subscribe(recorder)
     a, b = identity(1), identity(2)
-    fut = identity([a, b], inputs=[a, b])
+    fut = identity("ab", inputs=[a, b])
     fut.result(timeout=T)
     assert dfk.bus.flush(T)
     (created,) = recorder.of(TaskCreated, fut.tid)
