@@ -816,10 +816,10 @@ def _without_future_defaults(func: Callable[..., Any]) -> Callable[..., Any]:
     defaults = getattr(func, "__defaults__", None)
     if not defaults or not any(_holds_future(d) for d in defaults):
         return func
-    copy = types.FunctionType(func.__code__, func.__globals__, func.__name__,  # type: ignore[attr-defined]
-                              tuple(_done_value(d) for d in defaults),
-                              func.__closure__)  # type: ignore[attr-defined]
-    copy.__kwdefaults__ = func.__kwdefaults__  # type: ignore[attr-defined]
+    original: Any = func
+    copy = types.FunctionType(original.__code__, original.__globals__, original.__name__,
+                              tuple(_done_value(d) for d in defaults), original.__closure__)
+    copy.__kwdefaults__ = original.__kwdefaults__
     copy.__dict__.update(func.__dict__)
     copy.__qualname__, copy.__module__ = func.__qualname__, func.__module__
     return copy

@@ -13,9 +13,8 @@ from typing import Any
 import pytest
 from cluster_helpers import wait_for
 
-from livedag.launchers import SrunLauncher
 from livedag.errors import SubmitError
-from livedag.launchers import SimpleLauncher
+from livedag.launchers import SimpleLauncher, SrunLauncher
 from livedag.providers import batch
 from livedag.providers.base import JobState, JobStatus
 from livedag.providers.slurm import SlurmProvider
