@@ -48,6 +48,19 @@ _loaded: _Loaded | None = None
 
 
 # ---------------------------------------------------------------- load / unload
+def default_config() -> Any:
+    """What `%load_ext livedag` loads when no kernel is loaded yet: worker processes on
+    this machine (the ZMQ executor), so that a crashing or memory-hungry task cannot take
+    the notebook's kernel down with it, and C code's output is captured per task too."""
+    import livedag
+    from livedag.executors.htex import HighThroughputExecutor
+    from livedag.providers import LocalProvider
+
+    return livedag.Config(executors=[
+        HighThroughputExecutor(label="local", provider=LocalProvider(init_blocks=1)),
+    ])
+
+
 def load_ipython_extension(ipython: Any) -> None:
     global _loaded
     if _loaded is not None:
@@ -57,9 +70,7 @@ def load_ipython_extension(ipython: Any) -> None:
     state = _Loaded(ipython)
     state.dfk = _loaded_dfk()
     if state.dfk is None:
-        from livedag.executors.threads import ThreadPoolExecutor
-
-        state.dfk = livedag.load(livedag.Config(executors=[ThreadPoolExecutor(label="threads")]))
+        state.dfk = livedag.load(default_config())
         state.dfk.replaceable = True  # the user's own livedag.load(config) takes over
         state.owns_dfk = True
     from livedag.dataflow import on_load

@@ -29,10 +29,21 @@ OUTPUTS = """(i) => window.jupyterapp.shell.currentWidget.content.widgets[i]
   .model.outputs.toJSON()"""
 
 APPS = """
-import threading, time
 import livedag
+import os, tempfile, time
 
-gate = threading.Event()
+class Gate:
+    # a file: works across processes (tasks may run in worker processes)
+    def __init__(self):
+        self.path = tempfile.mktemp(prefix="livedag-gate-")
+    def set(self):
+        open(self.path, "w").close()
+    def wait(self, timeout):
+        end = time.time() + timeout
+        while not os.path.exists(self.path) and time.time() < end:
+            time.sleep(0.05)
+
+gate = Gate()
 
 @livedag.python_app
 def slow(x):

@@ -104,6 +104,22 @@ def ok(outputs):
     return text_of(outputs)
 
 
+GATE = """
+import os, tempfile, time
+
+class Gate:  # a file: tasks may run in worker processes
+    def __init__(self):
+        self.path = tempfile.mktemp(prefix="livedag-gate-")
+    def set(self):
+        open(self.path, "w").close()
+    def wait(self, timeout):
+        end = time.time() + timeout
+        while not os.path.exists(self.path) and time.time() < end:
+            time.sleep(0.05)
+
+gate = Gate()
+"""
+
 SETUP = """
 import livedag
 @livedag.python_app
@@ -180,7 +196,7 @@ def test_task_error_renders_task_traceback(kernel):
 def test_resubmit_and_cancel_from_the_widget_comm(kernel):
     """The browser's messages (here sent by hand on the widget's comm) reach the engine."""
     ok(kernel.run("%load_ext livedag.jupyter"))
-    ok(kernel.run(SETUP + "\nimport threading\ngate = threading.Event()\n"
+    ok(kernel.run(SETUP + "\n" + GATE +
                   "@livedag.python_app\ndef wait():\n    gate.wait(20)\n    return 1\n"))
     (comm_id,) = [c for c, d in kernel.comms.items()
                   if d.get("state", {}).get("_model_name") == "AnyModel"]

@@ -82,6 +82,9 @@ def run_call(payload: bytes, task_id: int) -> bytes:
     try:
         value = fn(*args, **kwargs)
     except Exception as exc:
+        # The traceback starts at the app's own frame, not at this function.
+        if exc.__traceback__ is not None and exc.__traceback__.tb_next is not None:
+            exc.__traceback__ = exc.__traceback__.tb_next
         return pack_failure(exc)
     return pack_result(value, task_id=task_id)
 
