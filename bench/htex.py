@@ -10,6 +10,15 @@ noop_5k    submit 5000 no-op apps, then wait for all. Clock: first submit -> las
 latency    one no-op at a time, 300 in sequence. Median and p95 in microseconds.
 payload    100 apps, each given 1 MiB and returning a new 1 MiB. Seconds and MiB/s.
 load       load(config) -> first result of a no-op (interchange, block, pool, worker start).
+chain      a 1000-step chain (each task takes the previous future). Seconds.
+memory     many no-ops in batches of 1,000 whose futures are dropped: the client's RSS growth
+           from after the first 10% of tasks to the end (MiB; flat is ~0).
+payload    also reports the client's peak RSS (MiB; the 2 x 100 MiB of inputs and results
+           the workload itself holds are the same for both engines).
+
+After the table, the same no-op workload on a plain concurrent.futures.ProcessPoolExecutor
+(max_workers = CPU count) gives the floor a process executor can reach here, and livedag's
+ratio to it.
 
 Run from the repository root:  python3 -m bench.htex [--quick] [--only latency]
 """
@@ -81,7 +90,75 @@ def payloads(lib: ModuleType, n: int, size: int) -> dict[str, float]:
         results = [f.result() for f in futures]
         elapsed = time.perf_counter() - start
     _check(all(r == d[1:] + d[:1] for r, d in zip(results, inputs, strict=True)), "payloads")
-    return {"seconds": elapsed, "mib_per_s": 2 * n * size / MiB / elapsed}
+    return {"seconds": elapsed, "mib_per_s": 2 * n * size / MiB / elapsed,
+            "peak_rss_mib": _peak_rss_mib()}
+
+
+def _peak_rss_mib() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    import os
+
+    return pages * os.sysconf("SC_PAGE_SIZE") / MiB
+
+
+def chain(lib: ModuleType, n: int) -> dict[str, float]:
+    apps = Apps(lib)
+    with loaded(lib, htex_config):
+        apps.noop().result()
+        start = time.perf_counter()
+        fut = apps.inc(0)
+        for _ in range(n - 1):
+            fut = apps.inc(fut)
+        value = fut.result()
+        elapsed = time.perf_counter() - start
+    _check(value == n, "chain end")
+    return {"seconds": elapsed}
+
+
+def memory(lib: ModuleType, n: int) -> dict[str, float]:
+    import gc
+
+    apps = Apps(lib)
+    batch = 1000
+    with loaded(lib, htex_config):
+        apps.noop().result()
+        early = 0.0
+        for done in range(0, n, batch):
+            futures = [apps.noop() for _ in range(batch)]
+            for f in futures:
+                f.result()
+            del futures
+            if done + batch == max(batch, n // 10):
+                gc.collect()
+                early = _rss_mib()
+        gc.collect()
+        late = _rss_mib()
+    return {"growth_mib": late - early}
+
+
+def procpool_noop(n: int) -> float:
+    """Tasks/s of the same no-op workload on concurrent.futures.ProcessPoolExecutor."""
+    import concurrent.futures
+    import os
+
+    with concurrent.futures.ProcessPoolExecutor(max_workers=os.cpu_count()) as pool:
+        pool.submit(_noop).result()
+        start = time.perf_counter()
+        futures = [pool.submit(_noop) for _ in range(n)]
+        for f in futures:
+            f.result()
+        return n / (time.perf_counter() - start)
+
+
+def _noop() -> None:
+    return None
 
 
 def load_first_result(lib: ModuleType) -> dict[str, float]:
@@ -105,11 +182,44 @@ WORKLOADS = [
               Metric("p95_us", "htex latency, p95 of {n}", "µs", False))),
     Workload("payload", MODULE, "payloads", {"n": 100, "size": MiB}, {"n": 20, "size": MiB},
              (Metric("seconds", "htex 1 MiB in + out, {n} tasks", "s", False),
-              Metric("mib_per_s", "htex payload rate, {n} tasks", "MiB/s", True))),
+              Metric("mib_per_s", "htex payload rate, {n} tasks", "MiB/s", True),
+              Metric("peak_rss_mib", "htex client peak RSS, {n} x 1 MiB", "MiB", False))),
+    Workload("chain", MODULE, "chain", {"n": 1000}, {"n": 200},
+             (Metric("seconds", "htex {n:,}-step chain", "s", False),)),
+    Workload("memory", MODULE, "memory", {"n": 100_000}, {"n": 10_000},
+             (Metric("growth_mib", "htex client RSS growth over {n:,} dropped tasks", "MiB",
+                     False),)),
     Workload("load", MODULE, "load_first_result", {}, {},
              (Metric("ms", "htex load() -> first result", "ms", False),)),
 ]
 
 
+def print_procpool_baseline(argv: list[str]) -> None:
+    """The no-op workload on ProcessPoolExecutor, and livedag's ratio to it (in a child)."""
+    import subprocess
+
+    n = 1000 if "--quick" in argv else 5000
+    code = f"from bench.htex import procpool_noop; print(procpool_noop({n}))"
+    rates = [float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                  check=True, timeout=300, cwd=Path(__file__).parent.parent)
+                   .stdout.strip()) for _ in range(3)]
+    ours = [float(subprocess.run([sys.executable, "-c", CHILD_LIVEDAG.format(n=n)],
+                                 capture_output=True, text=True, check=True, timeout=300,
+                                 cwd=Path(__file__).parent.parent).stdout.strip().splitlines()[-1])
+            for _ in range(3)]
+    print(f"\nProcessPoolExecutor no-op throughput, {n:,} tasks: {max(rates):,.0f} tasks/s "
+          f"(best of 3); livedag htex: {max(ours):,.0f} tasks/s; "
+          f"livedag / ProcessPoolExecutor = {max(ours) / max(rates):.2f}x")
+
+
+CHILD_LIVEDAG = (
+    "import livedag; from bench.htex import noop_throughput; "
+    "print(noop_throughput(livedag, {n})['tasks_per_s'])"
+)
+
+
 if __name__ == "__main__":
-    sys.exit(main_for("livedag vs Parsl: HighThroughputExecutor, LocalProvider", WORKLOADS))
+    code = main_for("livedag vs Parsl: HighThroughputExecutor, LocalProvider", WORKLOADS)
+    if "--only" not in sys.argv or "procpool" in sys.argv:
+        print_procpool_baseline(sys.argv[1:])
+    sys.exit(code)
