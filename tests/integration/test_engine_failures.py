@@ -210,3 +210,33 @@ def test_dependency_failures_are_not_retried(load_dfk: Any) -> None:
     assert isinstance(after.exception(timeout=T), DependencyError)
     assert after.tries == []
     gate.set_result(0)
+
+
+def test_unpicklable_argument_fails_only_its_task_and_names_the_argument(
+    dfk: Any, executor_label: str
+) -> None:
+    # A lock can be shared with a thread but cannot travel to a worker process: there the
+    # task fails with SerializationError naming the argument, its type and a hint; its
+    # dependents are blocked by it; other tasks are untouched.
+    import threading
+
+    from livedag.errors import SerializationError
+
+    @python_app
+    def use(x: Any, lock: Any = None) -> str:
+        return type(lock).__name__
+
+    ok = use(1)
+    bad = use(2, lock=threading.Lock())
+    after = use(bad)
+    if executor_label == "threads":
+        assert bad.result(timeout=T) == "lock"
+        return
+    with pytest.raises(SerializationError) as info:
+        bad.result(timeout=T)
+    text = str(info.value)
+    assert f"task {bad.tid} 'use'" in text and "argument 'lock'" in text
+    assert "_thread.lock" in text and "Hint:" in text
+    with pytest.raises(DependencyError, match=f"task {bad.tid} 'use' failed with Serializ"):
+        after.result(timeout=T)
+    assert ok.result(timeout=T) == "NoneType"
