@@ -35,6 +35,8 @@ _EXPORTS = {
     "SHALLOW_DEPENDENCY_RESOLVER": "livedag.dependency_resolvers",
     "DEEP_DEPENDENCY_RESOLVER": "livedag.dependency_resolvers",
     "TaskState": "livedag.task",
+    "history": "livedag.monitoring",
+    "plot": "livedag.monitoring",
 }
 
 __all__ = [
@@ -53,8 +55,10 @@ __all__ = [
     "bash_app",
     "clear",
     "dfk",
+    "history",
     "join_app",
     "load",
+    "plot",
     "python_app",
     "resubmit",
     "wait_for_current_tasks",
@@ -103,4 +107,5 @@ if TYPE_CHECKING:
     from livedag.executors.threads import ThreadPoolExecutor
     from livedag.futures import AppFuture, DataFuture, File
     from livedag.memo import BasicMemoizer
+    from livedag.monitoring import history, plot
     from livedag.task import TaskState

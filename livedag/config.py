@@ -81,7 +81,7 @@ class Config:
         self.strategy = strategy
         self.strategy_period = strategy_period
         self.max_idletime = max_idletime
-        self.monitoring = monitoring
+        self.monitoring = _monitoring(monitoring)
         self.usage_tracking = usage_tracking
         self.project_name = project_name
         self.initialize_logging = initialize_logging
@@ -158,6 +158,23 @@ class Config:
     def __repr__(self) -> str:
         labels = ", ".join(ex.label for ex in self.executors)
         return f"Config(executors=[{labels}], retries={self.retries}, run_dir={self.run_dir!r})"
+
+
+def _monitoring(value: Any) -> Any:
+    """None/False: no record; True: RunRecord(); a RunRecord as given."""
+    if value is None or value is False:
+        return None
+    from livedag.monitoring.store import RunRecord
+
+    if value is True:
+        return RunRecord()
+    if isinstance(value, RunRecord):
+        return value
+    raise ConfigurationError(
+        f"Config.monitoring={type(value).__name__}(...): livedag records each run in "
+        "<run_dir>/monitoring.db itself; use monitoring=True (or livedag.monitoring."
+        "RunRecord(...)) and read it with livedag.history() / livedag.plot.timeline()"
+    )
 
 
 def _check_int(name: str, value: Any, *, minimum: int) -> None:

@@ -95,6 +95,10 @@ class DataFlowKernel:
         self.run_dir = _make_run_dir(self.config.run_dir)
         self._log_handler = _start_logging(self.config, self.run_dir)
         self.bus = ev.EventBus()
+        # The run record subscribes before executors start, so it sees their first block
+        # events. Duck-typed (a RunRecord from Config.monitoring): no import here.
+        if self.config.monitoring is not None:
+            self.config.monitoring.attach(self)
         self.tasks: dict[int, TaskRecord] = {}
         self._ids = itertools.count()
         self._last_id = -1

@@ -25,11 +25,12 @@ def unload_ipython_extension(ipython: Any) -> None:
     unload(ipython)
 
 
-def show(dfk: Any = None) -> Any:
-    """Display (and return) the DAG widget of `dfk` (default: the loaded kernel)."""
+def show(dfk: Any = None, *, run_dir: str | None = None) -> Any:
+    """Display (and return) the DAG widget of `dfk` (default: the loaded kernel), or of
+    the run recorded in `run_dir` (read-only, e.g. after a kernel restart)."""
     from livedag.jupyter.extension import show as _show
 
-    return _show(dfk)
+    return _show(dfk, run_dir=run_dir)
 
 
 __all__ = ["load_ipython_extension", "show", "unload_ipython_extension"]

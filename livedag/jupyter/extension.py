@@ -181,10 +181,17 @@ def get_widget(dfk: Any = None) -> Any:
 _orphans: dict[int, Any] = {}  # widgets made without the extension loaded
 
 
-def show(dfk: Any = None) -> None:
-    """Display the live DAG (the widget, plus a PNG and a text summary for static views)."""
+def show(dfk: Any = None, *, run_dir: str | None = None) -> None:
+    """Display the live DAG (the widget, plus a PNG and a text summary for static views).
+
+    With `run_dir`, the DAG of a recorded run (Config(monitoring=True)), read-only: a run
+    dir, or a directory of runs for its newest, e.g. "runinfo" after a kernel restart."""
     from IPython.display import display
 
+    if run_dir is not None:
+        from livedag.monitoring import RecordedRun
+
+        dfk = RecordedRun(run_dir)
     widget = get_widget(dfk)
     handle = display(widget, display_id=True)  # type: ignore[no-untyped-call]
     if _loaded is not None and handle is not None:

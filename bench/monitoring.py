@@ -1,0 +1,124 @@
+"""What the run record costs: N no-op tasks on the thread executor, with and without it.
+
+    python -m bench.monitoring [--tasks 10000] [--repeat 5]
+
+Each measurement runs in a fresh interpreter (`--child`), alternating plain / recorded, so
+the two never share a process, a thread pool or a warm cache. Reported per variant, best
+and median of the repeats:
+
+* plain: no subscriber, so the kernel builds no events at all;
+* null subscriber: events built and delivered to a callback that drops them (the price of
+  any subscriber, the widget's too);
+* recorded: the run record.
+
+* tasks/s        submit N no-op apps, then wait for every result (the engine's clock);
+* tasks/s + commit  the same, plus waiting until the record has committed the last event
+  (the store's own backlog: what a reader in another process sees, and when).
+
+The ratio recorded/plain is printed for both; the target is a cost <= 10 %. No asserts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+MARK = "@@MONITORING_BENCH@@ "
+
+
+def child(variant: str, n: int) -> None:
+    import livedag
+    from livedag.executors.threads import ThreadPoolExecutor
+
+    @livedag.python_app
+    def noop() -> None:
+        return None
+
+    with tempfile.TemporaryDirectory(prefix="bench-monitoring-") as run_dir:
+        monitoring = None
+        if variant == "recorded":
+            from livedag.monitoring import RunRecord
+
+            monitoring = RunRecord()
+        dfk = livedag.load(livedag.Config(executors=[ThreadPoolExecutor(max_threads=4)],
+                                          run_dir=run_dir, monitoring=monitoring,
+                                          initialize_logging=False))
+        if variant == "events":  # the events are built and delivered, then dropped
+            dfk.bus.subscribe(lambda batch: None, name="bench-null")
+        for f in [noop() for _ in range(200)]:  # warm up: threads started, code paths hot
+            f.result()
+        start = time.perf_counter()
+        futures = [noop() for _ in range(n)]
+        for f in futures:
+            f.result()
+        engine = time.perf_counter() - start
+        committed = engine
+        if variant == "recorded":
+            from livedag.monitoring import recorder_of
+
+            recorder = recorder_of(dfk)
+            assert recorder is not None
+            recorder.flush(120)
+            committed = time.perf_counter() - start
+            batches = recorder.batches
+        else:
+            batches = 0
+        dfk.cleanup()
+        livedag.clear()
+        size = 0
+        if variant == "recorded":
+            size = sum(os.path.getsize(os.path.join(dfk.run_dir, f))
+                       for f in os.listdir(dfk.run_dir) if f.startswith("monitoring.db"))
+    print(MARK + json.dumps({"engine": n / engine, "committed": n / committed,
+                             "batches": batches, "db_bytes": size}))
+
+
+def measure(variant: str, n: int) -> dict[str, float]:
+    done = subprocess.run([sys.executable, "-m", "bench.monitoring", "--child", variant,
+                           "--tasks", str(n)], capture_output=True, text=True, timeout=600,
+                          check=True)
+    line = next(x for x in done.stdout.splitlines() if x.startswith(MARK))
+    result: dict[str, float] = json.loads(line[len(MARK):])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--child", choices=("plain", "events", "recorded"))
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.tasks)
+        return
+    runs: dict[str, list[dict[str, float]]] = {"plain": [], "events": [], "recorded": []}
+    for _ in range(args.repeat):
+        for variant, results in runs.items():
+            results.append(measure(variant, args.tasks))
+    print(f"{args.tasks} no-op tasks, thread executor (4 threads), {args.repeat} runs each, "
+          f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
+    print(f"{'':28}{'best':>10}{'median':>10}")
+    table: dict[str, float] = {}
+    for variant, key, label in (("plain", "engine", "plain tasks/s"),
+                                ("events", "engine", "null subscriber tasks/s"),
+                                ("recorded", "engine", "recorded tasks/s"),
+                                ("recorded", "committed", "recorded tasks/s + commit")):
+        values = [r[key] for r in runs[variant]]
+        table[label] = statistics.median(values)
+        print(f"{label:28}{max(values):>10.0f}{statistics.median(values):>10.0f}")
+    plain = table["plain tasks/s"]
+    for label in ("null subscriber tasks/s", "recorded tasks/s", "recorded tasks/s + commit"):
+        cost = 1 - table[label] / plain
+        print(f"ratio {label} / plain (median): {table[label] / plain:.3f}  (cost {cost:+.1%})")
+    rec = runs["recorded"][-1]
+    print(f"record: {rec['batches']:.0f} transactions, {rec['db_bytes'] / 1e6:.1f} MB on disk")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""The run record: every task, try, state change and block of a run, in SQLite.
+
+    DataFlowKernel ──events──> EventBus ──batch──> Recorder (store.py) ──> <run_dir>/monitoring.db
+                                                                              │
+    after the kernel is gone (a restart, another process):                     │
+        history(run_dir)  ──> [TaskRow(tries=(TryRow, ...))]  (read.py) <──────┤
+        replay(run_dir)   ──> the events again, in order  ───> the DAG view   <┤
+        plot.timeline()   ──> a Gantt chart of the tries (plot.py)            <┘
+
+Switched on with `Config(monitoring=True)` (or `monitoring=RunRecord(...)` to change the
+limits), or `attach(dfk)` for a kernel already loaded. This package only reads the event
+stream: the kernel knows nothing of it beyond calling `config.monitoring.attach(dfk)`.
+"""
+
+from __future__ import annotations
+
+from livedag.monitoring import plot
+from livedag.monitoring.read import (
+    NoRunRecord,
+    ReadOnlyRunError,
+    RecordedRun,
+    TaskRow,
+    TryRow,
+    find_db,
+    history,
+    replay,
+)
+from livedag.monitoring.store import DB_NAME, Recorder, RunRecord, attach, recorder_of
+
+__all__ = [
+    "DB_NAME",
+    "NoRunRecord",
+    "ReadOnlyRunError",
+    "RecordedRun",
+    "Recorder",
+    "RunRecord",
+    "TaskRow",
+    "TryRow",
+    "attach",
+    "find_db",
+    "history",
+    "plot",
+    "recorder_of",
+    "replay",
+]
