@@ -18,21 +18,54 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar, dataclass_transform
 
 from livedag.task import TaskState
 
 logger = logging.getLogger(__name__)
+_E = TypeVar("_E")
 
 BATCH_DELAY = 0.002  # seconds a subscriber waits after a wake-up before it drains
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclass_transform(frozen_default=True)
+def _event(cls: type[_E]) -> type[_E]:
+    """A frozen, slotted dataclass whose constructor is cheap.
+
+    A frozen dataclass's generated __init__ sets each field through object.__setattr__,
+    about 0.3 µs a field: with four events per task that was a fifth of the engine's no-op
+    throughput as soon as anyone listened. This __init__ writes the slots through their
+    descriptors instead (measured 2.2 -> 0.9 µs for an 8-field event); the instance stays
+    frozen, since only __setattr__ is refused.
+    """
+    cls = dataclasses.dataclass(frozen=True, slots=True)(cls)
+    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+    params, body, env = [], [], {}
+    for f in fields:
+        if f.default_factory is not dataclasses.MISSING:
+            raise TypeError(f"{cls.__name__}.{f.name}: events take plain defaults only")
+        default = f.default
+        if default is dataclasses.MISSING:
+            params.append(f.name)
+        else:
+            env[f"_d_{f.name}"] = default
+            params.append(f"{f.name}=_d_{f.name}")
+        env[f"_s_{f.name}"] = getattr(cls, f.name).__set__
+        body.append(f"    _s_{f.name}(self, {f.name})")
+    source = f"def __init__(self, {', '.join(params)}):\n" + "\n".join(body) + "\n"
+    exec(source, env)  # the code is built from this module's own field names only
+    init = env["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    cls.__init__ = init  # type: ignore[method-assign]
+    return cls
+
+
+@_event
 class Event:
     time: float
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@_event
 class TaskCreated(Event):
     task_id: int
     app_name: str
@@ -43,7 +76,7 @@ class TaskCreated(Event):
     args_summary: str = ""
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@_event
 class TaskStateChanged(Event):
     task_id: int
     state: TaskState
@@ -54,7 +87,7 @@ class TaskStateChanged(Event):
     job_id: str | None = None
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@_event
 class TaskOutput(Event):
     task_id: int
     try_number: int
@@ -62,7 +95,7 @@ class TaskOutput(Event):
     text: str
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@_event
 class TaskFailed(Event):
     task_id: int
     try_number: int
@@ -74,13 +107,13 @@ class TaskFailed(Event):
     will_retry: bool = False
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@_event
 class TaskCancelled(Event):
     task_id: int
     reason: str
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@_event
 class TaskResubmitted(Event):
     task_id: int
     try_number: int
@@ -88,7 +121,7 @@ class TaskResubmitted(Event):
     redefined: bool = False  # the newest definition of the app is used
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@_event
 class BlockChanged(Event):
     executor: str
     block_id: str
@@ -97,7 +130,7 @@ class BlockChanged(Event):
     reason: str = ""
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@_event
 class KernelChanged(Event):
     state: str  # loaded | cleanup
     run_dir: str
@@ -109,8 +142,9 @@ Callback = Callable[[Sequence[Event]], None]
 class Subscription:
     """One subscriber: its queue and its delivery thread."""
 
-    def __init__(self, bus: EventBus, callback: Callback, name: str) -> None:
+    def __init__(self, bus: EventBus, callback: Callback, name: str, delay: float) -> None:
         self.bus = bus
+        self.delay = delay
         self.callback = callback
         self.name = name
         self.queue: collections.deque[Event] = collections.deque()
@@ -126,7 +160,7 @@ class Subscription:
             wakeup.wait()
             # Let a burst gather first: while the flag stays set, publishers skip set(),
             # so a busy engine pays one wake-up per batch instead of one per event.
-            time.sleep(BATCH_DELAY)
+            time.sleep(self.delay)
             # Clear before draining: an event appended after this line sets it again.
             wakeup.clear()
             batch: list[Event] = []
@@ -181,9 +215,16 @@ class EventBus:
         """True when someone listens: the kernel builds no events otherwise."""
         return bool(self._subs)
 
-    def subscribe(self, callback: Callback, *, name: str = "") -> Subscription:
-        """Deliver every later event to `callback(batch)` on a thread of its own."""
-        sub = Subscription(self, callback, name or getattr(callback, "__qualname__", "subscriber"))
+    def subscribe(
+        self, callback: Callback, *, name: str = "", delay: float = BATCH_DELAY
+    ) -> Subscription:
+        """Deliver every later event to `callback(batch)` on a thread of its own.
+
+        `delay`: seconds to let events gather after a wake-up; a subscriber that is not
+        in a hurry (a store on disk) passes more, and costs the engine less.
+        """
+        label = name or getattr(callback, "__qualname__", "subscriber")
+        sub = Subscription(self, callback, label, delay)
         with self._lock:
             self._subs = (*self._subs, sub)
         return sub

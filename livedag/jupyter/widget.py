@@ -81,7 +81,8 @@ class DagWidget(anywidget.AnyWidget):
         _route_replies_to_sender(self)
         self.on_msg(self._on_frontend_msg)
         # Subscribe first, then seed: an event in between is applied after the seed, in order.
-        self._sub = dfk.bus.subscribe(self._on_events, name="jupyter-widget")
+        # The browser is updated every 150 ms anyway: gather events for 20 ms per batch.
+        self._sub = dfk.bus.subscribe(self._on_events, name="jupyter-widget", delay=0.02)
         with self._lock:
             self.graph.apply(seed_events(list(dfk.tasks.values())))
         self._thread = threading.Thread(target=self._push_loop, name="livedag-widget",

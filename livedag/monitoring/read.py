@@ -238,8 +238,10 @@ class _ReplayBus(ev.EventBus):
         super().__init__()
         self.events = events
 
-    def subscribe(self, callback: ev.Callback, *, name: str = "") -> ev.Subscription:
-        sub = super().subscribe(callback, name=name)
+    def subscribe(
+        self, callback: ev.Callback, *, name: str = "", delay: float = ev.BATCH_DELAY
+    ) -> ev.Subscription:
+        sub = super().subscribe(callback, name=name, delay=delay)
         sub.queue.extend(self.events)
         # Delivered before this returns (on the subscriber's own thread, as always), so a
         # view drawn right after subscribing already shows the whole run.

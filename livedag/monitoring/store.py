@@ -205,7 +205,8 @@ class Recorder:
             conn.close()
             raise
         self._conn = conn
-        self._sub = dfk.bus.subscribe(self._write, name="monitoring")
+        # Nobody waits for the record: let a tenth of a second of events gather per batch.
+        self._sub = dfk.bus.subscribe(self._write, name="monitoring", delay=0.1)
         # A kernel that is never cleaned up still gets its last batch written at exit.
         atexit.register(self.flush, 2.0)
 
