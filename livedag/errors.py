@@ -338,7 +338,9 @@ class WorkerLost(LivedagError):
 
 
 class ManagerLost(LivedagError):
-    """A worker pool stopped heartbeating; the tasks it held are lost."""
+    """A worker pool stopped heartbeating or left, or its block's batch job ended; the
+    tasks it held are lost. `job_state`/`job_reason` are the scheduler's word on the
+    block's job ("CANCELLED", "Slurm job 12 was cancelled ..."), empty when unknown."""
 
     def __init__(
         self,
@@ -349,6 +351,8 @@ class ManagerLost(LivedagError):
         block_id: str | None = None,
         job_id: str | None = None,
         last_heartbeat_age: float | None = None,
+        job_state: str = "",
+        job_reason: str = "",
     ) -> None:
         super().__init__(message)
         self.manager_id = manager_id
@@ -356,6 +360,8 @@ class ManagerLost(LivedagError):
         self.block_id = block_id
         self.job_id = job_id
         self.last_heartbeat_age = last_heartbeat_age
+        self.job_state = job_state
+        self.job_reason = job_reason
 
 
 class RemoteError(LivedagError):

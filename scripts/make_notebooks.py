@@ -346,6 +346,97 @@ parsl.clear()
 ]
 
 
+CLUSTER = [
+    md("""
+# On a cluster: worker pools as batch jobs
+
+The same apps, run by `HighThroughputExecutor` in worker pools that Slurm starts as batch
+jobs ("blocks"). The config reads its site settings from the environment, like a Parsl
+site config; set them before starting Jupyter (or `livedag run`):
+
+| variable | meaning | default |
+|---|---|---|
+| `LIVEDAG_PARTITION` | the Slurm partition | `debug` |
+| `LIVEDAG_ACCOUNT` | the account to charge | none |
+| `LIVEDAG_WORKER_INIT` | shell lines the job runs first (`source ~/venv/bin/activate`) | none |
+
+Workers run the Python of this kernel (`sys.executable`) unless `worker_init` chooses
+another; the kernel's machine must be reachable from the compute nodes at
+`address_by_hostname()`. When a block's job ends under a task (`scancel`, the walltime),
+the task's error says which job, why, and where its output is.
+"""),
+    code("""
+import os
+
+import livedag
+from livedag import Config, HighThroughputExecutor, bash_app, python_app
+from livedag.addresses import address_by_hostname
+from livedag.launchers import SrunLauncher
+from livedag.providers import SlurmProvider
+
+config = Config(
+    executors=[
+        HighThroughputExecutor(
+            label="cluster",
+            address=address_by_hostname(),
+            max_workers_per_node=2,
+            provider=SlurmProvider(
+                partition=os.environ.get("LIVEDAG_PARTITION", "debug"),
+                account=os.environ.get("LIVEDAG_ACCOUNT"),
+                nodes_per_block=1,
+                init_blocks=1,
+                max_blocks=2,
+                walltime="00:10:00",
+                worker_init=os.environ.get("LIVEDAG_WORKER_INIT", ""),
+                launcher=SrunLauncher(),
+            ),
+        )
+    ],
+)
+livedag.load(config)
+%load_ext livedag
+"""),
+    md("## A DAG whose tasks run in the block's job"),
+    code("""
+@python_app
+def where(x):
+    import os
+    import socket
+    print(f"task {x} on {socket.gethostname()}")
+    return x * x, os.environ.get("SLURM_JOB_ID")
+
+
+@python_app
+def total(*pairs):
+    return sum(value for value, _ in pairs)
+
+
+@bash_app
+def report(n, stdout=livedag.AUTO_LOGNAME):
+    return f"echo sum of squares: {n} from Slurm job $SLURM_JOB_ID"
+
+
+pairs = [where(i) for i in range(4)]
+result = total(*pairs)
+done = report(result)
+print("sum of squares:", result.result())
+print("Slurm jobs that ran them:", sorted({job for _, job in (p.result() for p in pairs)}))
+done.result()
+print(open(done.stdout).read().strip())
+"""),
+    md("## The blocks"),
+    code("""
+executor = livedag.dfk().executors["cluster"]
+for block, job in executor.blocks.jobs.items():
+    print(f"block {block}: Slurm job {job}")
+"""),
+    code("""
+livedag.dfk().cleanup()   # cancels the blocks' jobs
+livedag.clear()
+"""),
+]
+
+
 def notebook(cells: list[dict[str, object]], slug: str) -> dict[str, object]:
     for n, cell in enumerate(cells, 1):
         cell["id"] = f"{slug}-{n:02d}"
@@ -366,6 +457,7 @@ ALL = {
     "02-debugging-failures.ipynb": notebook(ZOO, "zoo"),
     "03-fan-out-fan-in.ipynb": notebook(FAN, "fan"),
     "04-from-parsl.ipynb": notebook(FROM_PARSL, "parsl"),
+    "05-cluster.ipynb": notebook(CLUSTER, "cluster"),
 }
 
 

@@ -82,7 +82,8 @@ SAMPLES: dict[str, Callable[[], BaseException]] = {
     ),
     "ManagerLost": lambda: ManagerLost(
         "pool stopped answering", manager_id="m1", host="node2", block_id="0", job_id="77",
-        last_heartbeat_age=130.5,
+        last_heartbeat_age=130.5, job_state="TIMEOUT",
+        job_reason="Slurm job 77 reached its time limit (00:01:00)",
     ),
     "RemoteError": lambda: RemoteError("mylib.WeirdError", "it broke", "Traceback ...\n"),
 }

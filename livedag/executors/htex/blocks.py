@@ -8,6 +8,15 @@
     Blocks.retire(block) ... pool drained ──> Blocks.scaled_in(block) ──provider.cancel──>
         BlockChanged(scaled_in)
     Blocks.stop() ──provider.cancel(all jobs)──> BlockChanged(cancelled)
+    Blocks.lost(block) / explain(block, callback)  (a pool left, a worker was killed)
+        ──> watcher asks provider.status every INQUIRY_POLL s, up to LOST_GRACE s
+        ──> callback(final JobStatus or None), BlockChanged(cancelled/timeout/...)
+
+A batch scheduler that ends a job (scancel, qdel, the walltime) signals its processes
+first, so the kernel hears "worker killed" or "pool left" before the job's final state
+is known: those tasks wait for the provider's word, so their error can say *why* the
+block ended (and livedag must not cancel such a job itself: the reason would then read
+"cancelled by livedag").
 
 A block that ends before its pool ever connected (a broken worker_init, a Python without
 livedag) is reported with the tail of the job's stderr file, so the error says why.
@@ -23,6 +32,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 from livedag.events import BlockChanged
 from livedag.executors.base import Publish
@@ -32,6 +42,21 @@ from livedag.providers.base import ExecutionProvider, JobStatus
 logger = logging.getLogger(__name__)
 
 LOCAL_POLL = 1.0  # seconds between provider.status() calls for local blocks
+# How long the job of a batch block whose pool was lost gets to reach a final state
+# (Slurm's job is COMPLETING until its processes are gone, KillWait after the SIGTERM).
+LOST_GRACE = 15.0
+INQUIRY_POLL = 0.5
+
+Explained = Callable[[JobStatus | None], None]
+
+
+@dataclass
+class _Inquiry:
+    """A block whose job's final state is awaited."""
+
+    deadline: float
+    callbacks: list[Explained] = field(default_factory=list)
+    lost: str | None = None  # its pool was lost, for this reason
 
 
 class Blocks:
@@ -49,6 +74,9 @@ class Blocks:
         self.connected: set[str] = set()  # blocks whose pool registered at least once
         self.retiring: set[str] = set()  # blocks being scaled in
         self.healthy: set[str] = set()  # blocks whose workers have started a task
+        self.final: dict[str, JobStatus] = {}  # block id -> its job's final status
+        self._inquiries: dict[str, _Inquiry] = {}
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._tick_now = False
@@ -115,10 +143,35 @@ class Blocks:
         if block_id in self.ended:
             return
         self.ended[block_id] = f"its worker pool was lost: {reason}"
+        if not self.provider.is_local and not self._stop.is_set():
+            with self._lock:
+                self._inquire(block_id).lost = reason
+            self._wake.set()
+            return
         self._to_cancel.append(block_id)
         self._wake.set()
         self.publish(BlockChanged(time.time(), self.label, block_id, "failed",
                                   self.jobs.get(block_id), reason))
+
+    def explain(self, block_id: str | None, callback: Explained) -> None:
+        """Call `callback` with the final status of the block's job, once the provider
+        reports one; with None when it does not within LOST_GRACE s (a job that lives
+        on), at once for local blocks, and at stop()."""
+        status = self.final.get(block_id) if block_id is not None else None
+        if (status is not None or block_id not in self.jobs or self.provider.is_local
+                or self._stop.is_set()):
+            callback(status)
+            return
+        assert block_id is not None
+        with self._lock:
+            self._inquire(block_id).callbacks.append(callback)
+        self._wake.set()
+
+    def _inquire(self, block_id: str) -> _Inquiry:
+        inquiry = self._inquiries.get(block_id)
+        if inquiry is None:
+            inquiry = self._inquiries[block_id] = _Inquiry(time.monotonic() + LOST_GRACE)
+        return inquiry
 
     def stop(self) -> None:
         """Cancel every job; no more status polling."""
@@ -127,6 +180,10 @@ class Blocks:
         if self._watcher.is_alive() and self._watcher is not threading.current_thread():
             # It may be submitting a block right now: let it finish, then cancel that too.
             self._watcher.join(timeout=self.provider_timeout)
+        with self._lock:
+            waiting, self._inquiries = self._inquiries, {}
+        for inquiry in waiting.values():
+            self._answer(inquiry, None)
         if not self.jobs:
             return
         try:
@@ -143,10 +200,15 @@ class Blocks:
             LOCAL_POLL, float(self.provider.status_polling_interval))
         next_poll = next_tick = time.monotonic()
         while True:
-            self._wake.wait(max(0.0, min(next_poll, next_tick) - time.monotonic()))
+            wake_at = min(next_poll, next_tick)
+            if self._inquiries:
+                wake_at = min(wake_at, time.monotonic() + INQUIRY_POLL)
+            self._wake.wait(max(0.0, wake_at - time.monotonic()))
             self._wake.clear()
             if self._stop.is_set():
                 return
+            if self._inquiries:
+                self._answer_inquiries()
             while self._to_cancel:
                 block_id = self._to_cancel.pop()
                 try:
@@ -182,7 +244,7 @@ class Blocks:
         # one would fail the same way (a broken environment), and without a strategy none
         # will come; then it fails what is waiting. (It declines while a pool of an ended
         # block is still known, so that its tasks fail as ManagerLost first.)
-        if self.live() or self._stop.is_set():
+        if self.live() or self._stop.is_set() or self._inquiries:
             return False
         failed = {b: w for b, w in self.ended.items() if b not in self.retiring}
         if not failed:
@@ -202,9 +264,63 @@ class Blocks:
         if tail:
             why += f"\n--- last lines of {status.stderr_path} ---\n{tail}"
         self.ended[block_id] = why
+        self.final[block_id] = status
         logger.warning("%s: block %s: %s", self.label, block_id, why)
         self.publish(BlockChanged(time.time(), self.label, block_id,
                                   status.state.name.lower(), job_id, why))
+
+
+    def _answer_inquiries(self) -> None:
+        """One provider.status call for every block whose job's end is awaited."""
+        with self._lock:
+            waiting = list(self._inquiries)
+        try:
+            statuses: Sequence[JobStatus | None] = self.provider.status(
+                [self.jobs[b] for b in waiting])
+        except Exception:
+            logger.exception("%s: provider.status failed", self.label)
+            statuses = [None] * len(waiting)
+        now = time.monotonic()
+        for block_id, seen in zip(waiting, statuses, strict=True):
+            inquiry = self._inquiries.get(block_id)
+            if inquiry is None:  # answered by stop()
+                continue
+            status = seen if seen is not None and seen.terminal else None
+            if status is not None:
+                self.final[block_id] = status
+            elif now < inquiry.deadline:
+                continue
+            with self._lock:
+                if self._inquiries.pop(block_id, None) is None:
+                    continue
+            if inquiry.lost is not None:
+                self._lost_block_ended(block_id, inquiry.lost, status)
+            self._answer(inquiry, status)
+
+    def _lost_block_ended(self, block_id: str, reason: str, status: JobStatus | None) -> None:
+        job_id = self.jobs[block_id]
+        if status is not None:
+            why = status.message or f"its job ended ({status.state.name.lower()})"
+            self.ended[block_id] = why
+            self.publish(BlockChanged(time.time(), self.label, block_id,
+                                      status.state.name.lower(), job_id, why))
+            return
+        # The pool is gone but its job runs on (a hung node, a cut network): end it.
+        try:
+            self.provider.cancel([job_id])
+        except Exception:
+            logger.exception("%s: cancelling block %s failed", self.label, block_id)
+        why = (f"its worker pool was lost ({reason}) while its job {job_id} still ran; "
+               "livedag cancelled the job")
+        self.ended[block_id] = why
+        self.publish(BlockChanged(time.time(), self.label, block_id, "failed", job_id, why))
+
+    def _answer(self, inquiry: _Inquiry, status: JobStatus | None) -> None:
+        for callback in inquiry.callbacks:
+            try:
+                callback(status)
+            except Exception:
+                logger.exception("%s: failing a lost task raised", self.label)
 
 
 def pool_command(parts: Sequence[str], *, local: bool) -> str:

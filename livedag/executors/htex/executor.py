@@ -39,12 +39,18 @@ from livedag.errors import (
     ConfigurationError,
     ExecutorError,
     SerializationError,
+    SubmitError,
 )
 from livedag.events import TaskOutput, TaskStateChanged
 from livedag.executors.base import Executor, Publish, TaskCall
 from livedag.executors.htex import security
 from livedag.executors.htex.blocks import Blocks, env_with_livedag, pool_command
-from livedag.executors.htex.forensics import manager_lost, tail_lines, worker_lost
+from livedag.executors.htex.forensics import (
+    manager_lost,
+    tail_lines,
+    worker_killed_with_block,
+    worker_lost,
+)
 from livedag.executors.htex.protocol import (
     READ_SIZE,
     Cancel,
@@ -62,7 +68,7 @@ from livedag.executors.htex.protocol import (
     decode,
     pack_frames,
 )
-from livedag.providers.base import ExecutionProvider
+from livedag.providers.base import ExecutionProvider, JobStatus
 from livedag.serialize import pack_call, unpack_outcome
 from livedag.task import TaskState
 
@@ -85,6 +91,9 @@ IGNORED_PARAMETERS = {
 }
 
 START_TIMEOUT = 20.0  # seconds for the interchange to report that it listens
+# What a batch scheduler sends a job's processes when it ends the job (scancel, qdel,
+# the walltime); a worker killed so is explained by the job's final state.
+SCHEDULER_SIGNALS = frozenset({"SIGTERM", "SIGKILL", "SIGUSR1", "SIGUSR2", "SIGINT"})
 
 
 @dataclasses.dataclass
@@ -288,8 +297,13 @@ class HighThroughputExecutor(Executor):
         self.blocks = Blocks(self.label, self.provider, self.publish,
                              on_all_ended=self._no_blocks_left, on_tick=self._scale,
                              tick_period=float(self.strategy_period))
-        for _ in range(self.provider.init_blocks):
-            self.scale_out_one()  # now, not at the first strategy tick
+        try:
+            for _ in range(self.provider.init_blocks):
+                self.scale_out_one()  # now, not at the first strategy tick
+        except BaseException:
+            # e.g. SubmitError (a bad partition): the caller gets it; nothing stays up.
+            self.shutdown()
+            raise
         self.blocks.start()
 
     def _wait_ready(self, reader: FrameReader) -> Ready:
@@ -342,7 +356,34 @@ class HighThroughputExecutor(Executor):
                             self._write(pack_frames(Retire(block_id).encode()))
                 return
         for _ in range(want - len(live)):
-            self.scale_out_one()
+            try:
+                self.scale_out_one()
+            except SubmitError as exc:
+                self._submit_failed(exc)
+                return
+
+    def _submit_failed(self, exc: SubmitError) -> None:
+        """The scheduler refused a block. With no block running, nothing can run what
+        waits: fail it with the scheduler's own words (the next task tries again)."""
+        assert self.blocks is not None
+        if self.blocks.live():
+            logger.error("%s: a new block was refused: %s", self.label, exc)
+            return
+        with self._lock:
+            waiting = list(self._futures.items())
+            self._futures.clear()
+            for key, _ in waiting:  # withdraw them from the interchange's queue too
+                with contextlib.suppress(OSError):
+                    self._write(pack_frames(Cancel(*key).encode()))
+        for (tid, tries), (fut, app_name) in waiting:
+            err = SubmitError(
+                f"task {tid} {app_name!r} (try {tries}) cannot run: executor {self.label!r} "
+                f"has no block, and the scheduler refused a new one. {exc}",
+                provider=exc.provider, command=exc.command, returncode=exc.returncode,
+                stdout=exc.stdout, stderr=exc.stderr, script_path=exc.script_path,
+            )
+            err.__cause__ = exc
+            fut.set_exception(err)
 
     def _no_blocks_left(self, reasons: str, broken: bool) -> bool:
         """No block runs. Fail what waits when no new block can help (True: done)."""
@@ -509,8 +550,22 @@ class HighThroughputExecutor(Executor):
         key = (death.task_id, death.try_number)
         entry = self._futures.pop(key, None)
         self._end_output(key)
-        if entry is not None:
-            entry[0].set_exception(worker_lost(death, entry[1], block, job))
+        if entry is None:
+            return
+        fut, app_name = entry
+        if death.signal not in SCHEDULER_SIGNALS or self.blocks is None:
+            fut.set_exception(worker_lost(death, app_name, block, job))
+            return
+
+        def fail(status: JobStatus | None) -> None:
+            if status is None:  # the job lives on: the worker alone was killed
+                fut.set_exception(worker_lost(death, app_name, block, job))
+            else:
+                fut.set_exception(worker_killed_with_block(
+                    death, app_name, block, job, status, self.interchange_log))
+
+        # A scheduler ending the block's job kills the workers first: ask it why.
+        self.blocks.explain(block, fail)
 
     def _end_output(self, key: tuple[int, int]) -> None:
         for stream in ("stdout", "stderr"):
@@ -531,16 +586,27 @@ class HighThroughputExecutor(Executor):
                 self.blocks.scaled_in(block)
                 return
             self.blocks.lost(block, msg.reason)
+        lost = []
         for tid, tries in msg.tasks:
             key = (tid, tries)
             entry = self._futures.pop(key, None)
             self._end_output(key)
-            if entry is None:
-                continue
-            entry[0].set_exception(manager_lost(
-                msg, tid, tries, entry[1], host=host, block=block, job=job,
-                logs=f"{log} and {self.interchange_log}",
-            ))
+            if entry is not None:
+                lost.append((tid, tries, *entry))
+
+        def fail(status: JobStatus | None) -> None:
+            for tid, tries, fut, app_name in lost:
+                fut.set_exception(manager_lost(
+                    msg, tid, tries, app_name, host=host, block=block, job=job,
+                    logs=f"{log} and {self.interchange_log}", job_status=status,
+                ))
+
+        if not lost:
+            return
+        if self.blocks is None:
+            fail(None)
+        else:  # the block's job may have ended (cancelled, time limit): say so
+            self.blocks.explain(block, fail)
 
     def _fail_all(self, error: ExecutorError) -> None:
         with self._lock:

@@ -2,6 +2,8 @@
 
     pool:   worker exit status + sampled peak RSS + the worker's last note ──> cause
     kernel: WorkerDeath ──> WorkerLost;  ManagerGone ──> ManagerLost (per task)
+            either one on a block whose batch job ended (JobStatus from the provider)
+            ──> ManagerLost that gives the scheduler's reason (cancelled, time limit ...)
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import signal
 
 from livedag.errors import ManagerLost, WorkerLost
 from livedag.executors.htex.protocol import ManagerGone, WorkerDeath
+from livedag.providers.base import JobStatus
 
 _SIGNAL_CAUSES = {
     "SIGKILL": (
@@ -93,7 +96,8 @@ def worker_lost(d: WorkerDeath, app_name: str, block: str | None, job: str | Non
 
 
 def manager_lost(msg: ManagerGone, task_id: int, try_number: int, app_name: str, *,
-                 host: str, block: str | None, job: str | None, logs: str) -> ManagerLost:
+                 host: str, block: str | None, job: str | None, logs: str,
+                 job_status: JobStatus | None = None) -> ManagerLost:
     where = (f"task {task_id} {app_name!r} (try {try_number}) was lost with its worker pool "
              f"on {host} (block {block}, job {job})")
     if msg.lost:
@@ -101,5 +105,33 @@ def manager_lost(msg: ManagerGone, task_id: int, try_number: int, app_name: str,
                "it was stopped, killed, or its node or network failed")
     else:
         why = f"the pool left: {msg.reason}"
+    if job_status is not None:
+        return block_ended(job_status, where, f"What the kernel saw: {why}", logs=logs,
+                           manager=msg.manager, host=host, block=block, job=job,
+                           last_heard=msg.last_heard)
     return ManagerLost(f"{where}: {why}.\nMore in {logs}.", manager_id=msg.manager, host=host,
                        block_id=block, job_id=job, last_heartbeat_age=msg.last_heard)
+
+
+def worker_killed_with_block(d: WorkerDeath, app_name: str, block: str | None,
+                             job: str | None, job_status: JobStatus, logs: str) -> ManagerLost:
+    """A worker killed by the signal its scheduler sends when it ends the block's job."""
+    where = (f"task {d.task_id} {app_name!r} (try {d.try_number}) was lost with its block "
+             f"{block} (job {job}) on {d.host}")
+    how = f"Its worker (pid {d.pid}) was killed by {d.signal or f'exit code {d.exitcode}'}"
+    return block_ended(job_status, where, how, logs=f"{d.log_path} and {logs}", manager="",
+                       host=d.host, block=block, job=job, last_heard=None)
+
+
+def block_ended(status: JobStatus, where: str, how: str, *, logs: str, manager: str,
+                host: str, block: str | None, job: str | None,
+                last_heard: float | None) -> ManagerLost:
+    """The ManagerLost of a task whose block's job ended under it: the scheduler's reason
+    (it names the job's stdout/stderr files) comes first, then what the pool saw."""
+    reason = (status.message or f"state {status.state.name}").rstrip(".")
+    text = f"{where}: {reason}.\n{how}.\nMore in {logs}."
+    if status.stdout_path and status.stdout_path not in text:
+        text += f"\nThe job's output: {status.stdout_path}, {status.stderr_path}."
+    return ManagerLost(text, manager_id=manager, host=host, block_id=block, job_id=job,
+                       last_heartbeat_age=last_heard, job_state=status.state.name,
+                       job_reason=reason)
