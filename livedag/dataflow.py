@@ -153,8 +153,11 @@ class DataFlowKernel:
         try:
             ex.start(self._on_executor_event, self.run_dir)
         except Exception as exc:
-            for started in self.executors.values():
-                started.shutdown()
+            for started in [*self.executors.values(), ex]:
+                try:
+                    started.shutdown()
+                except Exception:
+                    logger.exception("shutting down executor %r failed", started.label)
             raise ExecutorError(ex.label, f"failed to start: {type(exc).__name__}: {exc}") from exc
         self.executors[ex.label] = ex
 
