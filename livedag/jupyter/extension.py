@@ -297,17 +297,15 @@ def _task_part(shell: Any, etype: Any, value: BaseException, tb: Any, ctx: Any) 
     out: list[str] = []
     if ctx is not None:
         out.append(f"{red}{bold}livedag task failed{reset} {ctx.describe()}")
-    remote = getattr(value, "traceback_text", "")
-    if remote:  # a RemoteError: the worker's traceback, as text
-        out.append(remote.rstrip("\n"))
-    else:
-        # The hidden frames are ours, not the user's; the exception's own chain stays.
-        saved = value.__traceback__
-        try:
-            out += shell.InteractiveTB.structured_traceback(etype, value, _user_frames(tb),
-                                                            tb_offset=0)
-        finally:
-            value.__traceback__ = saved
+    # The kernel's own note repeats what this rendering shows better (task, tails).
+    notes = getattr(value, "__notes__", None)
+    if notes:
+        value.__notes__ = [n for n in notes if not n.startswith("[livedag]")]
+    try:
+        out += _frames_part(shell, etype, value, tb, ctx)
+    finally:
+        if notes:
+            value.__notes__ = notes
     if ctx is not None:
         for name, text in (("stderr", ctx.captured_stderr), ("stdout", ctx.captured_stdout)):
             if text.strip():
@@ -316,11 +314,35 @@ def _task_part(shell: Any, etype: Any, value: BaseException, tb: Any, ctx: Any) 
     return out
 
 
+def _frames_part(shell: Any, etype: Any, value: BaseException, tb: Any, ctx: Any) -> list[str]:
+    out: list[str] = []
+    remote = getattr(value, "traceback_text", "")
+    if remote:  # a RemoteError: the worker's traceback, as text
+        out.append(remote.rstrip("\n"))
+    elif ctx is not None and ctx.pid not in (None, os.getpid()):
+        # Frames rebuilt from another process (tblib): IPython 9 reads their line from the
+        # instruction offset, which points at the `def` line there; Python's own
+        # formatting reads tb_lineno and shows the line that raised.
+        import traceback
+
+        text = "".join(traceback.format_exception(etype, value, _user_frames(tb)))
+        out.append(text.rstrip("\n"))
+    else:
+        # The hidden frames are ours, not the user's; the exception's own chain stays.
+        saved = value.__traceback__
+        try:
+            out += shell.InteractiveTB.structured_traceback(etype, value, _user_frames(tb),
+                                                            tb_offset=0)
+        finally:
+            value.__traceback__ = saved
+    return out
+
+
 def _user_frames(tb: types.TracebackType | None) -> types.TracebackType | None:
     frames = []
     while tb is not None:
         filename = tb.tb_frame.f_code.co_filename
-        if not filename.startswith(_HIDDEN_DIRS):
+        if not filename.startswith(_HIDDEN_DIRS) and f"{os.sep}IPython{os.sep}" not in filename:
             frames.append((tb.tb_frame, tb.tb_lasti, tb.tb_lineno))
         tb = tb.tb_next
     out: types.TracebackType | None = None
