@@ -233,7 +233,11 @@ class BatchProvider(ExecutionProvider):
             raise ConfigurationError(f"{name}: parallelism must be in [0, 1], got {parallelism}")
         if cmd_timeout <= 0:
             raise ConfigurationError(f"{name}: cmd_timeout must be > 0 seconds, got {cmd_timeout}")
-        if launcher is not None and not callable(launcher):
+        if launcher is None:  # Parsl's default for every batch provider
+            from livedag.launchers import SingleNodeLauncher
+
+            launcher = SingleNodeLauncher()
+        if not callable(launcher):
             raise ConfigurationError(f"{name}: launcher must be a Launcher, got {launcher!r}")
         walltime_seconds(walltime, provider=name)
         self.label = label
@@ -251,6 +255,11 @@ class BatchProvider(ExecutionProvider):
         self.resources: dict[str, Job] = {}
         self._tasks_per_node: dict[str, int] = {}
         self._lock = threading.Lock()
+
+    @property
+    def status_polling_interval(self) -> float:
+        # Batch schedulers answer slowly and dislike being polled often.
+        return 30.0
 
     # --- what a scheduler module supplies ---------------------------------------------
 

@@ -112,10 +112,6 @@ class CondorProvider(BatchProvider):
         cmd_timeout: int = 60,
         cmd_chunk_size: int = 100,
     ) -> None:
-        if launcher is None:
-            from livedag.launchers import SingleNodeLauncher
-
-            launcher = SingleNodeLauncher()
         super().__init__(
             label="condor", nodes_per_block=nodes_per_block, init_blocks=init_blocks,
             min_blocks=min_blocks, max_blocks=max_blocks, parallelism=parallelism,
@@ -132,10 +128,6 @@ class CondorProvider(BatchProvider):
         self.transfer_input_files = list(transfer_input_files)
         self.requirements = requirements
         self.cmd_chunk_size = max(1, cmd_chunk_size)
-
-    @property
-    def status_polling_interval(self) -> float:
-        return 30.0
 
     # The job script needs no directives: the submit description carries them.
     def header(self, job: Job, tasks_per_node: int) -> str:

@@ -102,10 +102,6 @@ class LSFProvider(BatchProvider):
         request_by_nodes: bool = True,
         launcher: Any = None,
     ) -> None:
-        if launcher is None:
-            from livedag.launchers import SingleNodeLauncher
-
-            launcher = SingleNodeLauncher()
         if not request_by_nodes:
             if not cores_per_block or not cores_per_node:
                 raise ConfigurationError(
@@ -125,10 +121,6 @@ class LSFProvider(BatchProvider):
         self.queue = queue
         self.bsub_redirection = bsub_redirection
         self.request_by_nodes = request_by_nodes
-
-    @property
-    def status_polling_interval(self) -> float:
-        return 30.0
 
     def header(self, job: Job, tasks_per_node: int) -> str:
         lines = [

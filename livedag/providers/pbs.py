@@ -115,10 +115,6 @@ class PBSProProvider(BatchProvider):
         walltime: str = "00:20:00",
         cmd_timeout: int = 120,
     ) -> None:
-        if launcher is None:
-            from livedag.launchers import SingleNodeLauncher
-
-            launcher = SingleNodeLauncher()
         super().__init__(
             label="pbspro", nodes_per_block=nodes_per_block, init_blocks=init_blocks,
             min_blocks=min_blocks, max_blocks=max_blocks, parallelism=parallelism,
@@ -129,10 +125,6 @@ class PBSProProvider(BatchProvider):
         self.queue = queue
         self.cpus_per_node = cpus_per_node
         self.select_options = select_options
-
-    @property
-    def status_polling_interval(self) -> float:
-        return 30.0
 
     def header(self, job: Job, tasks_per_node: int) -> str:
         select = self.select_options

@@ -116,10 +116,6 @@ class GridEngineProvider(BatchProvider):
         cmd_timeout: int = 60,
         queue: str | None = None,
     ) -> None:
-        if launcher is None:
-            from livedag.launchers import SingleNodeLauncher
-
-            launcher = SingleNodeLauncher()
         super().__init__(
             label="grid_engine", nodes_per_block=nodes_per_block, init_blocks=init_blocks,
             min_blocks=min_blocks, max_blocks=max_blocks, parallelism=parallelism,
@@ -127,10 +123,6 @@ class GridEngineProvider(BatchProvider):
             launcher=launcher, cmd_timeout=cmd_timeout,
         )
         self.queue = queue
-
-    @property
-    def status_polling_interval(self) -> float:
-        return 30.0
 
     def header(self, job: Job, tasks_per_node: int) -> str:
         lines = [

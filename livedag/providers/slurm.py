@@ -141,10 +141,6 @@ class SlurmProvider(BatchProvider):
         exclusive: bool = True,
         launcher: Any = None,
     ) -> None:
-        if launcher is None:
-            from livedag.launchers import SingleNodeLauncher
-
-            launcher = SingleNodeLauncher()
         super().__init__(
             label="slurm", nodes_per_block=nodes_per_block, init_blocks=init_blocks,
             min_blocks=min_blocks, max_blocks=max_blocks, parallelism=parallelism,
@@ -165,10 +161,6 @@ class SlurmProvider(BatchProvider):
         self.exclusive = exclusive
         # "db": sacct works; "jobcomp": only `sacct -c`; "none": neither; None: not tried.
         self._sacct_mode: str | None = None
-
-    @property
-    def status_polling_interval(self) -> float:
-        return 30.0
 
     # --- script -------------------------------------------------------------------------
 
