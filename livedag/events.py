@@ -108,6 +108,22 @@ class TaskFailed(Event):
 
 
 @_event
+class TaskResources(Event):
+    """What one try of a task used, measured where it ran (published before its end).
+
+    cpu_time: seconds of user + system CPU of the task's process and the children it
+    waited for; peak_rss: the largest resident set seen while it ran, in bytes (0 when
+    unknown); wall_time: seconds from the worker starting the call to its end.
+    """
+
+    task_id: int
+    try_number: int
+    cpu_time: float
+    peak_rss: int
+    wall_time: float
+
+
+@_event
 class TaskCancelled(Event):
     task_id: int
     reason: str
