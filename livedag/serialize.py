@@ -16,8 +16,11 @@ import collections
 import dataclasses
 import io
 import pickle
+import struct
+import sys
 import traceback
 import types
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -98,16 +101,163 @@ def pack_call(
     task_id: int | None = None,
     app_name: str = "",
 ) -> bytes:
-    """Serialize a call; if that fails, find and name the value that cannot travel."""
+    """Serialize a call; if that fails, find and name the value that cannot travel.
+
+    The bytes are the function's pickle (see `_function_bytes`: reused while nothing it
+    captures has changed), then the arguments' pickle, behind a length prefix.
+    """
     try:
-        return _dumps_call((fn, args, kwargs))
+        fn_bytes = _function_bytes(fn)
+        if _plain(args) and _plain(kwargs.values()):
+            arg_bytes = pickle.dumps((args, kwargs), protocol=PROTOCOL)
+            return b"".join((_U32.pack(len(fn_bytes)), fn_bytes, arg_bytes))
+        with io.BytesIO() as f:
+            f.write(_U32.pack(len(fn_bytes)))
+            f.write(fn_bytes)
+            _CallPickler(f, protocol=PROTOCOL).dump((args, kwargs))
+            return f.getvalue()
     except Exception as exc:
         raise _diagnose(fn, args, kwargs, exc, task_id=task_id, app_name=app_name) from exc
 
 
 def unpack_call(data: bytes) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
-    fn, args, kwargs = loads(data)
+    view = memoryview(data)
+    (size,) = _U32.unpack_from(view, 0)
+    fn_bytes = bytes(view[4 : 4 + size])
+    fn = _FUNCTIONS.get(fn_bytes)
+    if fn is None:
+        fn = loads(fn_bytes)
+        if len(_FUNCTIONS) >= _FUNCTIONS_KEPT:
+            del _FUNCTIONS[next(iter(_FUNCTIONS))]
+        _FUNCTIONS[fn_bytes] = fn
+    args, kwargs = pickle.loads(view[4 + size :])
     return fn, args, kwargs
+
+
+_U32 = struct.Struct("<I")
+_PLAIN = frozenset({int, float, str, bytes, bool, type(None)})
+
+
+def _plain(values: Any) -> bool:
+    """Only builtin scalars: the standard pickler is exact for them, and 5x cheaper to
+    start than cloudpickle's."""
+    return all(type(v) in _PLAIN for v in values)
+
+# Worker side: functions already unpickled, by their bytes (the same bytes mean the same
+# code, defaults, closure and captured globals), so a worker rebuilds a function sent by
+# value once, not for every task.
+_FUNCTIONS: dict[bytes, Callable[..., Any]] = {}
+_FUNCTIONS_KEPT = 256
+
+# Kernel side: a function's pickle, with the state it was made from. Pickling a function
+# sent by value (anything defined in a notebook) costs ~20 µs, a third of submitting a
+# short task; its bytes are reused while `_capture_state` finds the same code, defaults,
+# closure and referenced globals. A function that captures anything mutable (a list, a
+# dict, an object) is pickled afresh every time, so a worker always sees current values.
+_FN_BYTES: weakref.WeakKeyDictionary[Callable[..., Any], tuple[Any, bytes]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _function_bytes(fn: Callable[..., Any]) -> bytes:
+    state = _capture_state(fn, 0) if type(fn) is types.FunctionType else None
+    if state is not None:
+        entry = _FN_BYTES.get(fn)
+        if entry is not None and entry[0] == state:
+            return entry[1]
+    data = _dumps_call(fn)
+    if state is not None:
+        _FN_BYTES[fn] = (state, data)
+    return data
+
+
+_SCALARS = (int, float, complex, str, bytes, bool, type(None), range, type(Ellipsis))
+
+
+def _importable(obj: Any) -> bool:
+    """True when pickle sends `obj` by reference (a worker imports it by name)."""
+    module = getattr(obj, "__module__", None)
+    if module is None or module == "__main__" or module not in sys.modules:
+        return False
+    found: Any = sys.modules[module]
+    for part in getattr(obj, "__qualname__", "<").split("."):
+        found = getattr(found, part, None)
+    return found is obj
+
+
+def _capture_state(fn: types.FunctionType, depth: int) -> tuple[Any, ...] | None:
+    """What a by-value pickle of `fn` is made of, as comparable values; None when some
+    of it may change without changing identity (then it is never cached)."""
+    if depth > 3:
+        return None
+    code = fn.__code__
+    parts: list[Any] = [code, fn.__name__, fn.__qualname__, fn.__module__]
+    for value in (fn.__defaults__, fn.__kwdefaults__):
+        key = _value_key(value, depth)
+        if key is _UNSTABLE:
+            return None
+        parts.append(key)
+    if fn.__closure__:
+        for cell in fn.__closure__:
+            try:
+                content = cell.cell_contents
+            except ValueError:  # an empty cell
+                content = _UNSTABLE
+            key = _value_key(content, depth)
+            if key is _UNSTABLE:
+                return None
+            parts.append(key)
+    namespace = fn.__globals__
+    for name in _global_names(code):
+        if name in namespace:
+            key = _value_key(namespace[name], depth)
+            if key is _UNSTABLE:
+                return None
+            parts.append((name, key))
+    if fn.__dict__:
+        return None  # attributes set on the function: rare, and mutable
+    return tuple(parts)
+
+
+_UNSTABLE = object()
+
+
+def _value_key(value: Any, depth: int) -> Any:
+    if isinstance(value, _SCALARS):
+        return (type(value), value)
+    if isinstance(value, types.ModuleType) or (
+        isinstance(value, (type, types.FunctionType, types.BuiltinFunctionType))
+        and _importable(value)
+    ):
+        # Pickled by reference: the worker imports it. Keyed by identity; the object is
+        # kept in the key, so its id cannot be reused by another.
+        return (id(value), value)
+    if type(value) is types.FunctionType:  # defined in the notebook: sent by value
+        inner = _capture_state(value, depth + 1)
+        return _UNSTABLE if inner is None else (id(value), value, inner)
+    if type(value) in (tuple, frozenset):
+        keys = tuple(_value_key(v, depth) for v in value)
+        return _UNSTABLE if any(k is _UNSTABLE for k in keys) else (type(value), keys)
+    return _UNSTABLE
+
+
+_GLOBAL_NAMES: dict[types.CodeType, tuple[str, ...]] = {}
+
+
+def _global_names(code: types.CodeType) -> tuple[str, ...]:
+    """Names a code object (and the functions and comprehensions inside it) may read
+    from its module's globals."""
+    names = _GLOBAL_NAMES.get(code)
+    if names is None:
+        found: dict[str, None] = dict.fromkeys(code.co_names)
+        for const in code.co_consts:
+            if isinstance(const, types.CodeType):
+                found.update(dict.fromkeys(_global_names(const)))
+        names = tuple(found)
+        if len(_GLOBAL_NAMES) > 4096:
+            _GLOBAL_NAMES.clear()
+        _GLOBAL_NAMES[code] = names
+    return names
 
 
 def _diagnose(

@@ -9,6 +9,7 @@ import pytest
 
 from livedag.executors.htex import forensics, placement
 from livedag.executors.htex.protocol import (
+    Cancel,
     FrameReader,
     ManagerGone,
     ProtocolError,
@@ -129,3 +130,19 @@ def test_affinity_strategies() -> None:
         placement.affinity_cores("diagonal", 0, 2, cores)
     with pytest.raises(ValueError, match="at least one core"):
         placement.affinity_cores("block", 0, 8, cores)
+
+
+def test_queued_tasks_coalesce_into_batches_and_keep_their_order_with_control_messages() -> None:
+    from livedag.executors.htex.executor import _records
+
+    cancel = pack_frames(Cancel(1, 1).encode())
+    items: list[bytes | tuple[tuple[int, int], bytes]] = [
+        ((1, 1), b"p1"), ((2, 1), b"p2"), cancel, ((3, 1), b"p3"),
+    ]
+    reader = FrameReader()
+    messages = [decode(frames) for frames in reader.feed(_records(items))]
+    assert [type(m).__name__ for m in messages] == ["TaskBatch", "Cancel", "TaskBatch"]
+    first, _, last = messages
+    assert isinstance(first, TaskBatch) and isinstance(last, TaskBatch)
+    assert (first.ids, first.payloads) == ([(1, 1), (2, 1)], [b"p1", b"p2"])
+    assert (last.ids, last.payloads) == ([(3, 1)], [b"p3"])

@@ -136,3 +136,88 @@ def test_exception_that_cannot_travel_becomes_remote_error() -> None:
 def test_garbage_from_a_worker_is_a_deserialization_error() -> None:
     with pytest.raises(DeserializationError, match="could not be unpickled in the kernel"):
         serialize.unpack_outcome(b"not a pickle")
+
+
+# --- a function's pickle is reused only while what it captures is unchanged ------------
+
+THRESHOLD = 5
+ROWS: list[int] = [1, 2]
+
+
+def _over_threshold(x: int) -> bool:
+    return x > THRESHOLD
+
+
+def _count_rows() -> int:
+    return len(ROWS)
+
+
+def _run(data: bytes) -> object:
+    fn, args, kwargs = serialize.unpack_call(data)
+    return fn(*args, **kwargs)
+
+
+@pytest.fixture
+def by_value() -> object:
+    import sys
+
+    import cloudpickle
+
+    module = sys.modules[__name__]
+    cloudpickle.register_pickle_by_value(module)
+    yield
+    cloudpickle.unregister_pickle_by_value(module)
+
+
+def test_a_changed_global_scalar_reaches_the_worker(by_value: object) -> None:
+    global THRESHOLD
+    first = serialize.pack_call(_over_threshold, (6,), {})
+    assert serialize.pack_call(_over_threshold, (6,), {}) == first  # reused
+    assert _run(first) is True
+    THRESHOLD = 10
+    try:
+        assert _run(serialize.pack_call(_over_threshold, (6,), {})) is False
+    finally:
+        THRESHOLD = 5
+
+
+def test_a_mutated_global_list_reaches_the_worker(by_value: object) -> None:
+    assert _run(serialize.pack_call(_count_rows, (), {})) == 2
+    ROWS.append(3)
+    try:
+        assert _run(serialize.pack_call(_count_rows, (), {})) == 3
+    finally:
+        ROWS.pop()
+
+
+def test_a_changed_closure_cell_reaches_the_worker() -> None:
+    factor = 2
+
+    def scale(x: int) -> int:
+        return x * factor
+
+    assert _run(serialize.pack_call(scale, (5,), {})) == 10
+    factor = 3  # read through the closure
+    assert _run(serialize.pack_call(scale, (5,), {})) == 15
+
+
+def test_a_redefined_function_is_sent_anew() -> None:
+    def version() -> int:
+        return 1
+
+    assert _run(serialize.pack_call(version, (), {})) == 1
+
+    def version() -> int:  # type: ignore[no-redef]  # the user re-ran the cell
+        return 2
+
+    assert _run(serialize.pack_call(version, (), {})) == 2
+
+
+def test_a_worker_rebuilds_a_function_once_per_distinct_pickle() -> None:
+    def double(x: int) -> int:
+        return 2 * x
+
+    a = serialize.unpack_call(serialize.pack_call(double, (1,), {}))
+    b = serialize.unpack_call(serialize.pack_call(double, (2,), {}))
+    assert a[0] is b[0]
+    assert (a[1], b[1]) == ((1,), (2,))

@@ -1,6 +1,7 @@
 """HighThroughputExecutor, the kernel side: submits tasks, resolves futures, starts blocks.
 
-    submit(call) ──pack_call──> [lock] write TaskBatch ──stdin pipe──> interchange
+    submit(call) ──pack_call──> [lock] _send: alone ──write TaskBatch──> stdin pipe ──> interchange
+                                       in a burst ──> outbox ──writer thread: one TaskBatch──┘
     receiver thread <──stdout pipe── interchange: Report | ManagerJoined | ManagerGone | ...
         Report.started  ──> publish(TaskStateChanged(RUNNING, host, pid, block, job))
         Report.outputs  ──> publish(TaskOutput)                 (incremental UTF-8 decode)
@@ -90,6 +91,8 @@ IGNORED_PARAMETERS = {
     "remote_monitoring_radio": "monitoring reads the event stream instead",
 }
 
+# Calls closer together than this are a burst: they queue and go as one batch (see _send).
+COALESCE_WINDOW = 0.0002
 START_TIMEOUT = 20.0  # seconds for the interchange to report that it listens
 # What a batch scheduler sends a job's processes when it ends the job (scancel, qdel,
 # the walltime); a worker killed so is explained by the job's final state.
@@ -216,6 +219,11 @@ class HighThroughputExecutor(Executor):
         self._cancel_replies: dict[tuple[int, int], tuple[threading.Event, list[bool]]] = {}
         self._ix: subprocess.Popen[bytes] | None = None
         self._ix_in = -1
+        self._outbox: list[bytes | tuple[tuple[int, int], bytes]] = []
+        self._writer_busy = False
+        self._writer_wake = threading.Event()
+        self._writer_exit = False
+        self._last_send = 0.0
         self._receiver: threading.Thread | None = None
         self._failure: ExecutorError | None = None
         self._stopping = False
@@ -293,6 +301,8 @@ class HighThroughputExecutor(Executor):
         self._receiver = threading.Thread(target=self._receive, args=(reader,),
                                           name=f"livedag-{self.label}-receiver", daemon=True)
         self._receiver.start()
+        threading.Thread(target=self._writer_loop, name=f"livedag-{self.label}-writer",
+                         daemon=True).start()
         self.provider.script_dir = os.path.join(self.logdir, "submit_scripts")
         self.blocks = Blocks(self.label, self.provider, self.publish,
                              on_all_ended=self._no_blocks_left, on_tick=self._scale,
@@ -353,7 +363,7 @@ class HighThroughputExecutor(Executor):
                 for block_id in live[p.min_blocks:]:
                     if blocks.retire(block_id):  # its pool drains first, then it goes
                         with self._lock, contextlib.suppress(OSError):
-                            self._write(pack_frames(Retire(block_id).encode()))
+                            self._send(pack_frames(Retire(block_id).encode()))
                 return
         for _ in range(want - len(live)):
             try:
@@ -374,7 +384,7 @@ class HighThroughputExecutor(Executor):
             self._futures.clear()
             for key, _ in waiting:  # withdraw them from the interchange's queue too
                 with contextlib.suppress(OSError):
-                    self._write(pack_frames(Cancel(*key).encode()))
+                    self._send(pack_frames(Cancel(*key).encode()))
         for (tid, tries), (fut, app_name) in waiting:
             err = SubmitError(
                 f"task {tid} {app_name!r} (try {tries}) cannot run: executor {self.label!r} "
@@ -429,7 +439,6 @@ class HighThroughputExecutor(Executor):
             fut.set_exception(exc)
             return fut
         key = (call.task_id, call.try_number)
-        record = pack_frames(TaskBatch([key], [payload]).encode())
         with self._lock:
             if self._failure is not None:  # failed since the check above
                 fut.set_exception(self._failure)
@@ -437,10 +446,47 @@ class HighThroughputExecutor(Executor):
             self._futures[key] = (fut, call.app_name)
             # If the interchange is gone, the receiver fails this future with the rest.
             with contextlib.suppress(OSError):
-                self._write(record)
+                self._send((key, payload))
         if self.blocks is not None and not self.blocks.live():
             self.blocks.nudge()  # every block was scaled in: start one now, not in 5 s
         return fut
+
+    def _send(self, item: bytes | tuple[tuple[int, int], bytes]) -> None:
+        """Send a record, or a task as (key, payload), to the interchange, in order.
+        The caller holds self._lock.
+
+        A call that comes alone (the previous one was more than COALESCE_WINDOW ago) is
+        written at once: one call from a cell, or the next step of a chain, waits for
+        nothing. Calls that come in a burst queue for the writer thread, which sends all
+        that have queued as one TaskBatch: one write, and one wake-up of the interchange,
+        per batch instead of per task."""
+        now = time.perf_counter()
+        quiet = now - self._last_send >= COALESCE_WINDOW
+        self._last_send = now
+        if quiet and not self._writer_busy:
+            self._write(_records([item]))
+            return
+        self._outbox.append(item)
+        if not self._writer_busy:
+            self._writer_busy = True
+            self._writer_wake.set()
+
+    def _writer_loop(self) -> None:
+        while True:
+            self._writer_wake.wait()
+            self._writer_wake.clear()
+            while True:
+                with self._lock:
+                    items = self._outbox
+                    if not items:
+                        self._writer_busy = False
+                        break
+                    self._outbox = []
+                # If the interchange is gone, the receiver fails what was outstanding.
+                with contextlib.suppress(OSError):
+                    self._write(_records(items))
+            if self._writer_exit:
+                return
 
     def _write(self, data: bytes) -> None:
         view = memoryview(data)
@@ -460,7 +506,7 @@ class HighThroughputExecutor(Executor):
             waiter: tuple[threading.Event, list[bool]] = (threading.Event(), [])
             self._cancel_replies[key] = waiter
             try:
-                self._write(pack_frames(Cancel(*key).encode()))
+                self._send(pack_frames(Cancel(*key).encode()))
             except OSError:
                 return False
         if threading.current_thread() is self._receiver:
@@ -647,7 +693,9 @@ class HighThroughputExecutor(Executor):
             return
         self._stopping = True
         with self._lock, contextlib.suppress(OSError):
-            self._write(pack_frames(Shutdown("executor shutdown").encode()))
+            self._send(pack_frames(Shutdown("executor shutdown").encode()))
+        self._writer_exit = True  # the writer leaves once it has sent what is queued
+        self._writer_wake.set()
         try:
             self._ix.wait(timeout=5.0)
         except subprocess.TimeoutExpired:
@@ -669,6 +717,25 @@ class HighThroughputExecutor(Executor):
 
     def __repr__(self) -> str:
         return f"<HighThroughputExecutor {self.label!r} provider={self.provider!r}>"
+
+
+def _records(items: list[bytes | tuple[tuple[int, int], bytes]]) -> bytes:
+    """The bytes for queued items, in order: runs of tasks become one TaskBatch each."""
+    out: list[bytes] = []
+    keys: list[tuple[int, int]] = []
+    payloads: list[bytes] = []
+    for item in items:
+        if isinstance(item, tuple):
+            keys.append(item[0])
+            payloads.append(item[1])
+            continue
+        if keys:
+            out.append(pack_frames(TaskBatch(keys, payloads).encode()))
+            keys, payloads = [], []
+        out.append(item)
+    if keys:
+        out.append(pack_frames(TaskBatch(keys, payloads).encode()))
+    return out[0] if len(out) == 1 else b"".join(out)
 
 
 _RUNNING = TaskState.RUNNING
