@@ -176,6 +176,12 @@ class DataFlowKernel:
             if record is not None and record.try_number == event.try_number:  # type: ignore[attr-defined]
                 buf = record.stdout if event.stream == "stdout" else record.stderr  # type: ignore[attr-defined]
                 buf.append(event.text)  # type: ignore[attr-defined]
+        elif kind is ev.TaskResources:
+            record = self.tasks.get(event.task_id)  # type: ignore[attr-defined]
+            if record is not None and len(record.tries) >= event.try_number:  # type: ignore[attr-defined]
+                t = record.tries[event.try_number - 1]  # type: ignore[attr-defined]
+                t.cpu_time = event.cpu_time  # type: ignore[attr-defined]
+                t.peak_rss = event.peak_rss or None  # type: ignore[attr-defined]
         elif kind is ev.TaskStateChanged:
             record = self.tasks.get(event.task_id)  # type: ignore[attr-defined]
             if record is None:

@@ -105,6 +105,8 @@ class TryRecord:
     outcome: str = ""  # a final state value once the try has ended
     exc_type: str = ""
     message: str = ""
+    cpu_time: float | None = None  # seconds, as measured where it ran (TaskResources)
+    peak_rss: int | None = None  # bytes; None when the executor cannot tell
 
 
 class OutputBuffer:

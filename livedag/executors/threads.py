@@ -21,7 +21,7 @@ from concurrent.futures import Future
 from typing import Any, TextIO
 
 from livedag.errors import ConfigurationError, ExecutorError
-from livedag.events import TaskOutput, TaskStateChanged
+from livedag.events import TaskOutput, TaskResources, TaskStateChanged
 from livedag.executors.base import Executor, Publish, TaskCall
 from livedag.task import TaskState
 
@@ -165,6 +165,7 @@ class ThreadPoolExecutor(Executor):
             if type(sys.stdout) is not _Router or type(sys.stderr) is not _Router:
                 _reinstall_router()
             _local.sink = _Sink(publish, call.task_id, call.try_number)
+            wall0, cpu0 = time.perf_counter(), time.thread_time()
             try:
                 result = call.fn(*call.args, **call.kwargs)
             except BaseException as exc:
@@ -172,11 +173,13 @@ class ThreadPoolExecutor(Executor):
                 tb = exc.__traceback__
                 if tb is not None and tb.tb_next is not None and tb.tb_frame.f_code is _WORK_CODE:
                     exc.__traceback__ = tb.tb_next
+                _local.sink = None
+                publish(_used(call, cpu0, wall0))
                 fut.set_exception(exc)
             else:
-                fut.set_result(result)
-            finally:
                 _local.sink = None
+                publish(_used(call, cpu0, wall0))
+                fut.set_result(result)
             del item, call, fut
 
     def shutdown(self) -> None:
@@ -208,3 +211,9 @@ class _Sink:
 
 
 _WORK_CODE = ThreadPoolExecutor._work.__code__
+
+
+def _used(call: TaskCall, cpu0: float, wall0: float) -> TaskResources:
+    """This thread's CPU time for the task; a thread has no memory of its own (peak 0)."""
+    return TaskResources(time.time(), call.task_id, call.try_number,
+                         time.thread_time() - cpu0, 0, time.perf_counter() - wall0)

@@ -17,6 +17,7 @@ from livedag.events import (
     TaskCreated,
     TaskFailed,
     TaskOutput,
+    TaskResources,
     TaskStateChanged,
 )
 from livedag.task import TaskState
@@ -66,6 +67,29 @@ def test_state_changes_of_a_task_in_order(dfk: Any, recorder: Any) -> None:
                   if e.state is TaskState.RUNNING]
     assert running.try_number == 1
     assert running.pid is not None and running.host
+
+
+def test_each_try_reports_the_cpu_time_it_used(dfk: Any, recorder: Any) -> None:
+    @python_app
+    def spin(seconds: float) -> None:
+        import time
+
+        start = time.thread_time()
+        while time.thread_time() - start < seconds:
+            pass
+
+    dfk.bus.subscribe(recorder)
+    fut = spin(0.2)
+    fut.result(timeout=T)
+    assert dfk.bus.flush(T)
+    (used,) = recorder.of(TaskResources, fut.tid)
+    assert used.try_number == 1
+    assert 0.15 <= used.cpu_time < 2.0 and used.wall_time >= used.cpu_time * 0.9
+    # The kernel keeps it with the try, for the widget and the run record.
+    assert fut.task_record.tries[-1].cpu_time == used.cpu_time
+    # Before the task's end: a subscriber can attach it to the try that ends next.
+    order = [type(e).__name__ for e in recorder.events if getattr(e, "task_id", None) == fut.tid]
+    assert order.index("TaskResources") < len(order) - 1
 
 
 def test_output_chunks_carry_what_the_app_printed(dfk: Any, recorder: Any) -> None:

@@ -19,7 +19,7 @@ import pytest
 from htex_fixtures import Maker, call, executors
 
 from livedag.errors import ExecutorError, SerializationError, WorkerImportError
-from livedag.events import BlockChanged, TaskOutput, TaskStateChanged
+from livedag.events import BlockChanged, TaskOutput, TaskResources, TaskStateChanged
 from livedag.executors.htex import IGNORED_PARAMETERS, HighThroughputExecutor
 from livedag.providers import LocalProvider
 from livedag.task import TaskState
@@ -239,9 +239,45 @@ def test_events_are_ordered_running_output_then_result(htex: Any) -> None:
     fut.add_done_callback(lambda f: seen.append("done"))
     fut.result(timeout=10)
     task_seen = [s for s in seen if s != "BlockChanged"]
-    assert task_seen[0] == "TaskStateChanged" and task_seen[-1] == "done"
-    assert set(task_seen[1:-1]) == {"TaskOutput"}
+    assert task_seen[0] == "TaskStateChanged" and task_seen[-2:] == ["TaskResources", "done"]
+    assert set(task_seen[1:-2]) == {"TaskOutput"}
 
+
+def burn_cpu(seconds: float) -> None:
+    start = time.process_time()
+    while time.process_time() - start < seconds:
+        pass
+
+
+def hold_memory(mib: int) -> int:
+    block = bytearray(mib << 20)
+    for i in range(0, len(block), 4096):
+        block[i] = 1  # touch every page: resident, not just reserved
+    return len(block)
+
+
+def burn_in_child(seconds: float) -> None:
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-c", f"import time\nt = time.process_time()\n"
+                    f"while time.process_time() - t < {seconds}: pass"], check=True)
+
+
+def test_each_try_reports_its_cpu_time_peak_memory_and_wall_time(htex: Any) -> None:
+    ex, events = htex(max_workers_per_node=1)  # one worker: "small" runs after "mem" on it
+    calls = {"cpu": call(burn_cpu, 0.3), "mem": call(hold_memory, 150),
+             "small": call(hold_memory, 1), "child": call(burn_in_child, 0.3)}
+    for c in calls.values():
+        ex.submit(c).result(timeout=30)
+    used = {name: events.of(TaskResources, c.task_id) for name, c in calls.items()}
+    assert all(len(u) == 1 for u in used.values()), used
+    cpu, mem, small, child = (used[name][0] for name in ("cpu", "mem", "small", "child"))
+    assert 0.25 <= cpu.cpu_time < 1.0 and cpu.wall_time >= 0.25
+    assert mem.peak_rss >= 150 << 20
+    # The next task on that worker starts from a reset high-water mark, not the old peak.
+    assert 0 < small.peak_rss < 100 << 20
+    assert child.cpu_time >= 0.25  # a subprocess's CPU counts for the task that waited on it
 
 
 def worker_placement() -> tuple[str, str, list[int], str]:

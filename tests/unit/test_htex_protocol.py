@@ -43,7 +43,8 @@ def test_task_batch_round_trip() -> None:
 def test_report_round_trip_keeps_order_and_deaths() -> None:
     death = WorkerDeath(7, 1, "h", 42, None, "SIGKILL", "killed", "tail", "/log")
     msg = Report(started=[(5, 1, 99)], outputs=[(5, 1, "stdout")], output_data=[b"hi\n"],
-                 results=[(5, 1)], result_data=[b"R"], deaths=[death], manager="m", lookahead=4)
+                 results=[(5, 1)], result_data=[b"R"], usage=[(0.25, 104857600.0, 0.5)],
+                 deaths=[death], manager="m", lookahead=4)
     back = decode(msg.encode())
     assert back == msg
 
@@ -68,6 +69,7 @@ def test_control_messages_round_trip() -> None:
         [b"tasks", b"\x01" * 15, b"p"],
         [b"report", b"{}"],
         [b"report", b"{}", b"", b""],
+        [b"report", b'["m", 0, [], []]', b"", b"\x01" * 16, b""],  # a result, no usage
         [b"report", b'["m", 0, [[1, 1, "stdout"]], []]', b"", b""],  # output frame missing
         [b"report", b'["m", 0, [], []]', b"", b"\x01" * 16],  # result frame missing
         [pickle.dumps(object), b"x"],

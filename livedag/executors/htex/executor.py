@@ -5,7 +5,8 @@
     receiver thread <──stdout pipe── interchange: Report | ManagerJoined | ManagerGone | ...
         Report.started  ──> publish(TaskStateChanged(RUNNING, host, pid, block, job))
         Report.outputs  ──> publish(TaskOutput)                 (incremental UTF-8 decode)
-        Report.results  ──> unpack_outcome ──> future.set_result / set_exception
+        Report.results  ──> publish(TaskResources); unpack_outcome ──> future.set_result
+                            / set_exception
         Report.deaths   ──> future.set_exception(WorkerLost)
         ManagerGone     ──> future.set_exception(ManagerLost) for each task it held
         end of pipe     ──> every outstanding future fails with ExecutorError
@@ -42,7 +43,7 @@ from livedag.errors import (
     SerializationError,
     SubmitError,
 )
-from livedag.events import TaskOutput, TaskStateChanged
+from livedag.events import TaskOutput, TaskResources, TaskStateChanged
 from livedag.executors.base import Executor, Publish, TaskCall
 from livedag.executors.htex import security
 from livedag.executors.htex.blocks import Blocks, env_with_livedag, pool_command
@@ -573,12 +574,14 @@ class HighThroughputExecutor(Executor):
             if text:
                 publish(TaskOutput(now, tid, tries, stream, text))
         futures = self._futures
-        for key, data in zip(msg.results, msg.result_data, strict=True):
+        for key, data, (cpu, peak, wall) in zip(msg.results, msg.result_data, msg.usage,
+                                                 strict=True):
             entry = futures.pop(key, None)
             if self._decoders:
                 self._end_output(key)
             if entry is None:
                 continue  # cancelled, or already failed as lost: a late result is dropped
+            publish(TaskResources(now, key[0], key[1], cpu, int(peak), wall))
             fut = entry[0]
             try:
                 ok, value = unpack_outcome(data)

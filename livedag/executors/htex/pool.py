@@ -123,6 +123,16 @@ class WorkerHandle:
             pass
 
 
+def _usage(text: bytes, w: WorkerHandle) -> tuple[float, float, float]:
+    """(cpu s, peak RSS bytes, wall s) of the task `w` just finished: the worker's own
+    measures, with the peak raised to what this pool's psutil samples saw."""
+    try:
+        cpu, peak, wall = (float(x) for x in text.split())
+    except ValueError:
+        cpu, peak, wall = 0.0, 0.0, time.monotonic() - w.task_started
+    return (cpu, max(peak, float(w.peak_rss)), wall)
+
+
 class Pool:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -302,6 +312,7 @@ class Pool:
                 self._drain_output(w)
                 self.report.results.append(w.task)
                 self.report.result_data.append(frames[3])
+                self.report.usage.append(_usage(frames[4] if len(frames) > 4 else b"", w))
                 self._end_task(w)
                 self.idle.append(w)
             elif kind == b"H":

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 # Bumped whenever a message changes shape; a pool of another version is refused at
 # registration instead of failing later on a KeyError.
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 # Bytes asked of a pipe per read(). Not more: os.read allocates the full size first, and
 # a 1 MiB allocation per read costs ten times the read itself.
@@ -357,8 +357,9 @@ class Report(Message):
 
     `started`: (task, try, worker pid); `outputs`: (task, try, stream) with one frame of
     raw bytes each; `results`: (task, try) with one frame each (pack_result/pack_failure
-    bytes, opaque here); `deaths`: workers that died while running a task. Outputs of a
-    task always come before its result, in this report or an earlier one.
+    bytes, opaque here) and `usage`: (cpu seconds, peak RSS bytes, wall seconds) of each
+    result, 0 where unknown; `deaths`: workers that died while running a task. Outputs of
+    a task always come before its result, in this report or an earlier one.
     """
 
     kind: ClassVar[bytes] = b"report"
@@ -367,6 +368,7 @@ class Report(Message):
     output_data: list[bytes] = dataclasses.field(default_factory=list)
     results: list[tuple[int, int]] = dataclasses.field(default_factory=list)
     result_data: list[bytes] = dataclasses.field(default_factory=list)
+    usage: list[tuple[float, float, float]] = dataclasses.field(default_factory=list)
     deaths: list[WorkerDeath] = dataclasses.field(default_factory=list)
     manager: str = ""  # filled in by the interchange when it forwards to the kernel
     lookahead: int = 0  # extra tasks the pool would like queued beyond its capacity
@@ -378,26 +380,33 @@ class Report(Message):
         # JSON only for what is rare (output, deaths); starts and results are int arrays.
         header = [self.manager, self.lookahead, self.outputs,
                   [dataclasses.astuple(d) for d in self.deaths]]
+        usage = array.array("d")
+        for row in self.usage:
+            usage.extend(row)
         return [self.kind, json.dumps(header).encode(), _pack_ints(self.started),
-                _pack_ints(self.results), *self.output_data, *self.result_data]
+                _pack_ints(self.results), usage.tobytes(), *self.output_data,
+                *self.result_data]
 
     @classmethod
     def from_frames(cls, frames: list[bytes]) -> Report:
-        if len(frames) < 4:
+        if len(frames) < 5:
             raise ProtocolError("report: too few frames")
         header = _json(frames[1])
         try:
             manager, lookahead, outputs, deaths = header
             results = _unpack_ints(frames[3], 2)
+            usage = array.array("d")
+            usage.frombytes(frames[4])
             n_out = len(outputs)
-            if len(frames) != 4 + n_out + len(results):
+            if len(frames) != 5 + n_out + len(results) or len(usage) != 3 * len(results):
                 raise ProtocolError("report: header does not match its frames")
             return cls(
                 started=_unpack_ints(frames[2], 3),
                 outputs=[(int(t), int(n), str(s)) for t, n, s in outputs],
-                output_data=frames[4 : 4 + n_out],
+                output_data=frames[5 : 5 + n_out],
                 results=results,
-                result_data=frames[4 + n_out :],
+                result_data=frames[5 + n_out :],
+                usage=list(zip(usage[0::3], usage[1::3], usage[2::3], strict=True)),
                 deaths=[WorkerDeath(*d) for d in deaths],
                 manager=str(manager),
                 lookahead=int(lookahead),

@@ -13,7 +13,9 @@ which is what lets the pool attribute output to the right task without markers.
 Records on the pipes use protocol.pack_frames:
     pool -> worker: [b"T", task_id, try_number, payload]     run this
     worker -> pool: [b"H", pid]                              ready for tasks
-                    [b"R", task_id, try_number, outcome]     done (pack_result/pack_failure)
+                    [b"R", task_id, try_number, outcome, usage]
+                                                   done (pack_result/pack_failure bytes;
+                                                   usage: b"cpu_s peak_rss_bytes wall_s")
                     [b"E", reason]                           about to exit (SystemExit...)
 """
 
@@ -25,6 +27,7 @@ import ctypes
 import faulthandler
 import logging
 import os
+import resource
 import socket
 import sys
 import threading
@@ -53,8 +56,10 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
-def run_call(payload: bytes, task_id: int) -> bytes:
-    """Outcome bytes for one task payload; never raises an Exception (BaseException may)."""
+def run_call(payload: bytes, task_id: int, meter: Meter | None = None) -> bytes:
+    """Outcome bytes for one task payload; never raises an Exception (BaseException may).
+    `meter` measures the call itself (not the unpickling: a first task would be charged
+    for the imports its function needs)."""
     try:
         fn, args, kwargs = unpack_call(payload)
     except ModuleNotFoundError as exc:
@@ -79,6 +84,8 @@ def run_call(payload: bytes, task_id: int) -> bytes:
         )
         err.__cause__ = exc
         return pack_failure(err)
+    if meter is not None:
+        meter.start()
     try:
         value = fn(*args, **kwargs)
     except Exception as exc:
@@ -98,6 +105,59 @@ def _watch_parent(pool_pid: int) -> None:
             os._exit(0)
 
 
+class Meter:
+    """What one task used: CPU seconds (this process and the children it waited for),
+    peak resident set (bytes) and wall seconds.
+
+    On Linux the peak is exact and cheap: the kernel's high-water mark of the process's
+    RSS is reset before each task (/proc/self/clear_refs, "5") and read after it
+    (VmHWM). A task under a millisecond reports its RSS at the end instead: reading
+    /proc/self/status would cost more than the task. Elsewhere the peak is 0 (unknown)
+    and the pool's psutil samples stand in.
+    """
+
+    def __init__(self) -> None:
+        try:
+            self.clear_fd = os.open("/proc/self/clear_refs", os.O_WRONLY | os.O_CLOEXEC)
+            self.status_fd = os.open("/proc/self/status", os.O_RDONLY | os.O_CLOEXEC)
+            self.statm_fd = os.open("/proc/self/statm", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            self.clear_fd = self.status_fd = self.statm_fd = -1
+        self.page = os.sysconf("SC_PAGE_SIZE")
+        self.wall0 = self.cpu0 = 0.0
+
+    def start(self) -> None:
+        if self.clear_fd >= 0:
+            with contextlib.suppress(OSError):
+                os.write(self.clear_fd, b"5")
+        self.cpu0 = time.process_time() + _children_cpu()
+        self.wall0 = time.perf_counter()
+
+    def stop(self) -> bytes:
+        if not self.wall0:
+            return b"0 0 0"  # the call never started (its payload could not be unpickled)
+        wall = time.perf_counter() - self.wall0
+        cpu = time.process_time() + _children_cpu() - self.cpu0
+        return f"{cpu:.6f} {self._peak(wall)} {wall:.6f}".encode()
+
+    def _peak(self, wall: float) -> int:
+        try:
+            if wall >= 0.001 and self.status_fd >= 0:
+                data = os.pread(self.status_fd, 4096, 0)
+                at = data.index(b"VmHWM:") + 6
+                return int(data[at : data.index(b"kB", at)]) * 1024
+            if self.statm_fd >= 0:
+                return int(os.pread(self.statm_fd, 128, 0).split()[1]) * self.page
+        except (OSError, ValueError):
+            pass
+        return 0
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def serve(task_fd: int, result_fd: int, pool_pid: int) -> None:
     os.set_inheritable(task_fd, False)
     os.set_inheritable(result_fd, False)  # a task's subprocess must not hold our pipe open
@@ -105,6 +165,7 @@ def serve(task_fd: int, result_fd: int, pool_pid: int) -> None:
     fflush = _libc_fflush()
     stdout, stderr = sys.stdout, sys.stderr
     reader = FrameReader()
+    meter = Meter()
     _write_all(result_fd, pack_frames([b"H", str(os.getpid()).encode()]))
     while True:
         data = os.read(task_fd, READ_SIZE)
@@ -114,8 +175,9 @@ def serve(task_fd: int, result_fd: int, pool_pid: int) -> None:
             if frames[0] != b"T":
                 return
             tid, tries, payload = int(frames[1]), frames[2], frames[3]
+            meter.wall0 = 0.0
             try:
-                outcome = run_call(payload, tid)
+                outcome = run_call(payload, tid, meter)
             except BaseException as exc:  # SystemExit, KeyboardInterrupt: the task ends us
                 what = f"{type(exc).__name__}({_exit_arg(exc)})"
                 note = f"task {tid} raised {what}, ending the worker"
@@ -124,8 +186,9 @@ def serve(task_fd: int, result_fd: int, pool_pid: int) -> None:
                 raise
             if sys.stdout is not stdout or sys.stderr is not stderr:
                 sys.stdout, sys.stderr = stdout, stderr  # an app swapped them and left
+            usage = meter.stop()
             _flush(stdout, stderr, fflush)
-            _write_all(result_fd, pack_frames([b"R", frames[1], tries, outcome]))
+            _write_all(result_fd, pack_frames([b"R", frames[1], tries, outcome, usage]))
 
 
 def _exit_arg(exc: BaseException) -> str:
