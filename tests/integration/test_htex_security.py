@@ -54,7 +54,7 @@ def double(x: int) -> int:
 
 def rogue_messages(canary: str) -> list[list[bytes]]:
     evil = pickle.dumps(Boom(canary))
-    fake = Report(results=[(1, 1)], result_data=[evil]).encode()
+    fake = Report(results=[(1, 1)], result_data=[evil], usage=[(0.0, 0.0, 0.0)]).encode()
     wrong = Register("not-the-secret", PROTOCOL_VERSION, "rogue", 1, "0", 1, 1, "py", "log")
     bad_types = [b"register", json.dumps({"secret": 1, "capacity": "x"}).encode()]
     return [[b"garbage"], [evil], [b"tasks", b"[[1,1]]", evil], fake, wrong.encode(),

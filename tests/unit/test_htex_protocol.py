@@ -148,3 +148,39 @@ def test_queued_tasks_coalesce_into_batches_and_keep_their_order_with_control_me
     assert isinstance(first, TaskBatch) and isinstance(last, TaskBatch)
     assert (first.ids, first.payloads) == ([(1, 1), (2, 1)], [b"p1", b"p2"])
     assert (last.ids, last.payloads) == ([(3, 1)], [b"p3"])
+
+
+def test_big_records_cross_a_nonblocking_pipe_in_partial_writes_intact() -> None:
+    import os
+
+    from livedag.executors.htex.protocol import SendBuffer, record_parts, widen_pipe
+
+    r, w = os.pipe()
+    try:
+        widen_pipe(w)
+        os.set_blocking(w, False)
+        os.set_blocking(r, False)
+        records = [[b"R", b"1", b"x" * (3 << 20)], [b"small"],
+                   [b"R", b"2", bytes(range(256)) * 9000]]
+        out = SendBuffer()
+        for frames in records:
+            for part in record_parts(frames):
+                out.append(part)
+        reader = FrameReader()
+        got: list[list[bytes]] = []
+        writes = 0
+        while out or len(got) < len(records):
+            out.write_to(w)  # takes what the pipe has room for, keeps the rest in order
+            writes += 1
+            while True:
+                try:
+                    batch = reader.read(r)
+                except BlockingIOError:
+                    break
+                assert batch is not None
+                got += batch
+        assert got == records
+        assert writes > 1  # it did take several partial writes
+    finally:
+        os.close(r)
+        os.close(w)

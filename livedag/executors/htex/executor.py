@@ -54,7 +54,6 @@ from livedag.executors.htex.forensics import (
     worker_lost,
 )
 from livedag.executors.htex.protocol import (
-    READ_SIZE,
     Cancel,
     CancelReply,
     FrameReader,
@@ -69,6 +68,7 @@ from livedag.executors.htex.protocol import (
     WorkerDeath,
     decode,
     pack_frames,
+    widen_pipe,
 )
 from livedag.providers.base import ExecutionProvider, JobStatus
 from livedag.serialize import pack_call, unpack_outcome
@@ -295,6 +295,8 @@ class HighThroughputExecutor(Executor):
             )
         assert self._ix.stdin is not None and self._ix.stdout is not None
         self._ix_in = self._ix.stdin.fileno()
+        widen_pipe(self._ix_in)
+        widen_pipe(self._ix.stdout.fileno())
         self._write(pack_frames(config.encode()))
         reader = FrameReader()
         ready = self._wait_ready(reader)
@@ -522,10 +524,10 @@ class HighThroughputExecutor(Executor):
         fd = self._ix.stdout.fileno()
         try:
             while True:
-                data = os.read(fd, READ_SIZE)
-                if not data:
+                records = reader.read(fd)
+                if records is None:
                     break
-                for frames in reader.feed(data):
+                for frames in records:
                     self._handle(decode(frames))
         except Exception as exc:
             logger.exception("%s: receiver failed", self.label)

@@ -42,7 +42,6 @@ import zmq
 
 from livedag.executors.htex.protocol import (
     PROTOCOL_VERSION,
-    READ_SIZE,
     Cancel,
     CancelReply,
     FrameReader,
@@ -57,12 +56,15 @@ from livedag.executors.htex.protocol import (
     Register,
     Report,
     Retire,
+    SendBuffer,
     Shutdown,
     Stop,
     TaskBatch,
     decode,
     pack_frames,
+    record_parts,
     unpack_record,
+    widen_pipe,
 )
 
 logger = logging.getLogger("livedag.interchange")
@@ -94,7 +96,7 @@ class Interchange:
         self.stdin_fd = stdin_fd
         self.stdout_fd = stdout_fd
         self.kernel_reader = FrameReader()
-        self.kernel_out = bytearray()
+        self.kernel_out = SendBuffer()
         self.pending: collections.deque[tuple[int, int, bytes]] = collections.deque()
         self.managers: dict[bytes, Manager] = {}
         self.rogue_logged: collections.Counter[bytes] = collections.Counter()
@@ -161,19 +163,16 @@ class Interchange:
     # --- kernel side --------------------------------------------------------------
 
     def to_kernel(self, msg: Message) -> None:
-        self.kernel_out += pack_frames(msg.encode())
+        for part in record_parts(msg.encode()):
+            self.kernel_out.append(part)
 
     def _flush_kernel(self) -> None:
-        while self.kernel_out:
-            try:
-                n = os.write(self.stdout_fd, self.kernel_out)
-            except BlockingIOError:
-                break
-            except BrokenPipeError:
-                self.stop_reason = "the kernel closed its end of the pipe"
-                self.kernel_out.clear()
-                return
-            del self.kernel_out[:n]
+        try:
+            self.kernel_out.write_to(self.stdout_fd)
+        except OSError:
+            self.stop_reason = "the kernel closed its end of the pipe"
+            self.kernel_out.clear()
+            return
         if self.kernel_out:
             self.poller.register(self.stdout_fd, zmq.POLLOUT)
         else:
@@ -182,13 +181,13 @@ class Interchange:
 
     def _on_kernel(self) -> None:
         try:
-            data = os.read(self.stdin_fd, READ_SIZE)
+            records = self.kernel_reader.read(self.stdin_fd)
         except BlockingIOError:
             return
-        if not data:
+        if records is None:
             self.stop_reason = "the kernel is gone (its pipe closed)"
             return
-        for frames in self.kernel_reader.feed(data):
+        for frames in records:
             msg = decode(frames)
             if isinstance(msg, TaskBatch):
                 for (tid, tries), payload in zip(msg.ids, msg.payloads, strict=True):
@@ -214,7 +213,8 @@ class Interchange:
 
     def _send(self, identity: bytes, frames: list[bytes]) -> bool:
         try:
-            self.sock.send_multipart([identity, pack_frames(frames)])
+            # copy=False: zmq sends big records from our buffer instead of a copy of it.
+            self.sock.send_multipart([identity, pack_frames(frames)], copy=False)
             return True
         except zmq.ZMQError as exc:
             if exc.errno != zmq.EHOSTUNREACH:
@@ -224,10 +224,11 @@ class Interchange:
     def _on_pools(self) -> None:
         for _ in range(1000):  # bounded, so the kernel pipe gets its turn
             try:
-                parts = self.sock.recv_multipart(zmq.NOBLOCK)
+                frames = self.sock.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
-            identity = parts[0]
+            identity = frames[0].bytes
+            parts = [f.buffer for f in frames]  # zmq's own buffers: no copy
             manager = self.managers.get(identity)
             try:
                 if len(parts) != 2:
@@ -388,7 +389,7 @@ class Interchange:
         if self.kernel_out:
             os.set_blocking(self.stdout_fd, True)
             with contextlib.suppress(OSError):
-                os.write(self.stdout_fd, self.kernel_out)
+                self.kernel_out.write_to(self.stdout_fd)
 
 
 class _AuthLog(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -439,6 +440,8 @@ def main() -> None:
         ix.to_kernel(Ready(port, os.getpid()))
         os.set_blocking(stdin_fd, False)
         os.set_blocking(stdout_fd, False)
+        widen_pipe(stdin_fd)
+        widen_pipe(stdout_fd)
         ix.run()
     except Exception:
         logger.exception("interchange failed")

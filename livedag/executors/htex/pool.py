@@ -57,12 +57,15 @@ from livedag.executors.htex.protocol import (
     ProtocolError,
     Register,
     Report,
+    SendBuffer,
     Stop,
     TaskBatch,
     WorkerDeath,
     decode,
     pack_frames,
+    record_parts,
     unpack_record,
+    widen_pipe,
 )
 
 logger = logging.getLogger("livedag.pool")
@@ -94,7 +97,7 @@ class WorkerHandle:
         self.err_fd = proc.stderr.fileno()  # type: ignore[union-attr]
         self.log_path = log_path
         self.reader = FrameReader()
-        self.wbuf = bytearray()
+        self.wbuf = SendBuffer()
         self.ready = False
         self.task: tuple[int, int] | None = None
         self.started_at = time.monotonic()
@@ -200,13 +203,13 @@ class Pool:
         ).encode())
 
     def _send(self, frames: list[bytes]) -> None:
-        self.sock.send(pack_frames(frames))
+        self.sock.send(pack_frames(frames), copy=False)  # big records: zmq sends ours
         self.last_sent = time.monotonic()
 
     def _on_interchange(self) -> None:
         while True:
             try:
-                data = self.sock.recv(zmq.NOBLOCK)
+                data = self.sock.recv(zmq.NOBLOCK, copy=False).buffer  # no copy
             except zmq.Again:
                 return
             self.last_heard = time.monotonic()
@@ -242,6 +245,8 @@ class Pool:
         args = self.args
         task_r, task_w = os.pipe()
         result_r, result_w = os.pipe()
+        widen_pipe(task_w)
+        widen_pipe(result_r)
         log_path = os.path.join(self.logdir, f"worker-{rank}.log")
         env = dict(os.environ)
         env.update(
@@ -286,24 +291,31 @@ class Pool:
         if events & zmq.POLLOUT and fd == w.task_w:
             self._write(w)
             return
+        if kind == "result":
+            try:
+                records = w.reader.read(fd)
+            except BlockingIOError:
+                return
+            except OSError:
+                records = None
+            if records is None:
+                self._reap(w)
+            else:
+                self._on_records(w, records)
+            return
         try:
             data = os.read(fd, CHUNK)
         except BlockingIOError:
             return
         except OSError:
             data = b""
-        if kind == "result":
-            if not data:
-                self._reap(w)
-            else:
-                self._on_result_bytes(w, data)
-        elif data:
+        if data:
             self._on_output(w, kind, data)
         else:
             self._forget_fd(fd)  # EOF: the result pipe tells us when the worker is gone
 
-    def _on_result_bytes(self, w: WorkerHandle, data: bytes) -> None:
-        for frames in w.reader.feed(data):
+    def _on_records(self, w: WorkerHandle, records: list[list[bytes]]) -> None:
+        for frames in records:
             kind = frames[0]
             if kind == b"R" and w.task is not None:
                 took = time.monotonic() - w.task_started
@@ -379,19 +391,17 @@ class Pool:
             tid, tries, payload = self.queue.popleft()
             w.begin((tid, tries))
             self.report.started.append((tid, tries, w.pid))
-            w.wbuf += pack_frames([b"T", str(tid).encode(), str(tries).encode(), payload])
+            for part in record_parts([b"T", str(tid).encode(), str(tries).encode(), payload]):
+                w.wbuf.append(part)
             self._write(w)
             if self.next_sample == 0.0:
                 self.next_sample = time.monotonic() + SAMPLE_PERIOD
 
     def _write(self, w: WorkerHandle) -> None:
         try:
-            n = os.write(w.task_w, w.wbuf)
-        except BlockingIOError:
-            n = 0
+            w.wbuf.write_to(w.task_w)
         except OSError:
             return  # the worker is gone; its result pipe EOF will reap it
-        del w.wbuf[:n]
         if w.wbuf:
             self.by_fd[w.task_w] = (w, "task")
             self.poller.register(w.task_w, zmq.POLLOUT)

@@ -34,7 +34,7 @@ import threading
 import time
 
 from livedag.errors import DeserializationError, WorkerImportError
-from livedag.executors.htex.protocol import READ_SIZE, FrameReader, pack_frames
+from livedag.executors.htex.protocol import FrameReader, SendBuffer, pack_frames, record_parts
 from livedag.serialize import pack_failure, pack_result, unpack_call
 
 logger = logging.getLogger("livedag.worker")
@@ -168,10 +168,10 @@ def serve(task_fd: int, result_fd: int, pool_pid: int) -> None:
     meter = Meter()
     _write_all(result_fd, pack_frames([b"H", str(os.getpid()).encode()]))
     while True:
-        data = os.read(task_fd, READ_SIZE)
-        if not data:
+        records = reader.read(task_fd)
+        if records is None:
             return  # the pool closed our pipe: time to go
-        for frames in reader.feed(data):
+        for frames in records:
             if frames[0] != b"T":
                 return
             tid, tries, payload = int(frames[1]), frames[2], frames[3]
@@ -188,7 +188,10 @@ def serve(task_fd: int, result_fd: int, pool_pid: int) -> None:
                 sys.stdout, sys.stderr = stdout, stderr  # an app swapped them and left
             usage = meter.stop()
             _flush(stdout, stderr, fflush)
-            _write_all(result_fd, pack_frames([b"R", frames[1], tries, outcome, usage]))
+            out = SendBuffer()  # a big result goes out without one more copy
+            for part in record_parts([b"R", frames[1], tries, outcome, usage]):
+                out.append(part)
+            out.write_to(result_fd)
 
 
 def _exit_arg(exc: BaseException) -> str:
