@@ -15,6 +15,10 @@ memory     many no-ops in batches of 1,000 whose futures are dropped: the client
            from after the first 10% of tasks to the end (MiB; flat is ~0).
 payload    also reports the client's peak RSS (MiB; the 2 x 100 MiB of inputs and results
            the workload itself holds are the same for both engines).
+stream     the payload workload when the user keeps nothing (each input made at its submit,
+           each result checked and dropped as it completes): seconds, and how much the
+           client's peak RSS rose above its size before the run (MiB): the executor's own
+           holding of payloads.
 
 After the table, the same no-op workload on a plain concurrent.futures.ProcessPoolExecutor
 (max_workers = CPU count) gives the floor a process executor can reach here, and livedag's
@@ -92,6 +96,46 @@ def payloads(lib: ModuleType, n: int, size: int) -> dict[str, float]:
     _check(all(r == d[1:] + d[:1] for r, d in zip(results, inputs, strict=True)), "payloads")
     return {"seconds": elapsed, "mib_per_s": 2 * n * size / MiB / elapsed,
             "peak_rss_mib": _peak_rss_mib()}
+
+
+def stream(lib: ModuleType, n: int, size: int) -> dict[str, float]:
+    """1 MiB in and out per task, but the user keeps nothing: each input is made at its
+    submit and dropped, each result checked and dropped as it completes. What the client
+    process grows by is then the executor's own holding of payloads."""
+    import concurrent.futures
+    import gc
+    import random
+
+    apps = Apps(lib)
+    with loaded(lib, htex_config):
+        apps.noop().result()
+        gc.collect()
+        before = _rss_mib()
+        _reset_peak()
+        start = time.perf_counter()
+        futures = {apps.reflect(random.Random(i).randbytes(size)): i for i in range(n)}
+        for fut in concurrent.futures.as_completed(futures):
+            i = futures.pop(fut)
+            data = random.Random(i).randbytes(size)
+            _check(fut.result() == data[1:] + data[:1], "streamed payload")
+            del fut
+        elapsed = time.perf_counter() - start
+        peak = _peak_rss_since_reset_mib()
+    return {"seconds": elapsed, "added_mib": peak - before}
+
+
+def _reset_peak() -> None:
+    """Start the kernel's RSS high-water mark from now (Linux)."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def _peak_rss_since_reset_mib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def _peak_rss_mib() -> float:
@@ -184,6 +228,10 @@ WORKLOADS = [
              (Metric("seconds", "htex 1 MiB in + out, {n} tasks", "s", False),
               Metric("mib_per_s", "htex payload rate, {n} tasks", "MiB/s", True),
               Metric("peak_rss_mib", "htex client peak RSS, {n} x 1 MiB", "MiB", False))),
+    Workload("stream", MODULE, "stream", {"n": 100, "size": MiB}, {"n": 20, "size": MiB},
+             (Metric("seconds", "htex 1 MiB in + out, {n} tasks, nothing kept", "s", False),
+              Metric("added_mib", "htex client RSS added, {n} x 1 MiB, nothing kept", "MiB",
+                     False))),
     Workload("chain", MODULE, "chain", {"n": 1000}, {"n": 200},
              (Metric("seconds", "htex {n:,}-step chain", "s", False),)),
     Workload("memory", MODULE, "memory", {"n": 100_000}, {"n": 10_000},

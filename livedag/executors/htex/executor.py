@@ -94,6 +94,7 @@ IGNORED_PARAMETERS = {
 
 # Calls closer together than this are a burst: they queue and go as one batch (see _send).
 COALESCE_WINDOW = 0.0002
+OUTBOX_LIMIT = 8 << 20  # bytes queued for the writer before a submit waits for it
 START_TIMEOUT = 20.0  # seconds for the interchange to report that it listens
 # What a batch scheduler sends a job's processes when it ends the job (scancel, qdel,
 # the walltime); a worker killed so is explained by the job's final state.
@@ -223,6 +224,8 @@ class HighThroughputExecutor(Executor):
         self._outbox: list[bytes | tuple[tuple[int, int], bytes]] = []
         self._writer_busy = False
         self._writer_wake = threading.Event()
+        self._drained = threading.Condition(self._lock)
+        self._outbox_bytes = 0
         self._writer_exit = False
         self._last_send = 0.0
         self._receiver: threading.Thread | None = None
@@ -470,9 +473,14 @@ class HighThroughputExecutor(Executor):
             self._write(_records([item]))
             return
         self._outbox.append(item)
+        self._outbox_bytes += len(item) if isinstance(item, bytes) else len(item[1])
         if not self._writer_busy:
             self._writer_busy = True
             self._writer_wake.set()
+        # Back-pressure: a burst of big arguments waits for the pipe instead of piling
+        # up here (the interchange always reads its pipe, so this wait ends).
+        while self._outbox_bytes > OUTBOX_LIMIT and not self._writer_exit:
+            self._drained.wait(1.0)
 
     def _writer_loop(self) -> None:
         while True:
@@ -485,6 +493,8 @@ class HighThroughputExecutor(Executor):
                         self._writer_busy = False
                         break
                     self._outbox = []
+                    self._outbox_bytes = 0
+                    self._drained.notify_all()
                 # If the interchange is gone, the receiver fails what was outstanding.
                 with contextlib.suppress(OSError):
                     self._write(_records(items))
