@@ -184,3 +184,21 @@ def test_big_records_cross_a_nonblocking_pipe_in_partial_writes_intact() -> None
     finally:
         os.close(r)
         os.close(w)
+
+
+def test_a_report_can_be_checked_in_place_and_forwarded_as_it_came() -> None:
+    from livedag.executors.htex.protocol import record_kind, view_record
+
+    big = b"r" * 200_000
+    msg = Report(results=[(3, 1)], result_data=[big], usage=[(0.1, 5.0, 0.2)], manager="h:1")
+    record = pack_frames(msg.encode())
+    assert record_kind(record) == b"report"
+    frames = view_record(record)
+    assert all(isinstance(f, memoryview) for f in frames)  # nothing copied
+    back = Report.from_frames(frames)  # type: ignore[arg-type]
+    assert back.manager == "h:1" and back.results == [(3, 1)]
+    assert bytes(back.result_data[0]) == big
+    # The kernel reads the same bytes as one record, unchanged.
+    assert decode(FrameReader().feed(record)[0]) == msg
+    with pytest.raises(ProtocolError):
+        view_record(record[:-1])

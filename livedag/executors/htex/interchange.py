@@ -62,8 +62,10 @@ from livedag.executors.htex.protocol import (
     TaskBatch,
     decode,
     pack_frames,
+    record_kind,
     record_parts,
     unpack_record,
+    view_record,
     widen_pipe,
 )
 
@@ -233,6 +235,15 @@ class Interchange:
             try:
                 if len(parts) != 2:
                     raise ProtocolError(f"{len(parts) - 1} zmq frames, not 1")
+                if manager is not None and record_kind(parts[1]) == Report.kind:
+                    # Checked whole, but read in place: it goes on to the kernel as it
+                    # came, results and all, without a copy or a new encoding.
+                    report = Report.from_frames(view_record(parts[1]))  # type: ignore[arg-type]
+                    if report.manager != manager.name:
+                        raise ProtocolError(f"a report signed {report.manager!r}")
+                    manager.last_heard = time.monotonic()
+                    self._on_report(manager, report, parts[1])
+                    continue
                 msg = decode(unpack_record(parts[1]))
             except ProtocolError as exc:
                 self._rogue(identity, f"unreadable message: {exc}")
@@ -252,18 +263,18 @@ class Interchange:
             except Exception as exc:  # a registered pool sent nonsense: log, carry on
                 self._rogue(identity, f"message that broke its handler: {exc!r}")
 
+    def _on_report(self, manager: Manager, msg: Report, record: memoryview) -> None:
+        manager.lookahead = max(0, msg.lookahead)
+        for key in msg.results:
+            manager.in_flight.discard(key)
+        for death in msg.deaths:
+            manager.in_flight.discard((death.task_id, death.try_number))
+        self.kernel_out.append(record)  # type: ignore[arg-type]
+        if manager.retiring and not manager.in_flight:
+            self._retire_idle()
+
     def _on_manager_message(self, manager: Manager, msg: Message) -> None:
-        if isinstance(msg, Report):
-            manager.lookahead = max(0, msg.lookahead)
-            for key in msg.results:
-                manager.in_flight.discard(key)
-            for death in msg.deaths:
-                manager.in_flight.discard((death.task_id, death.try_number))
-            msg.manager = manager.name
-            self.to_kernel(msg)
-            if manager.retiring and not manager.in_flight:
-                self._retire_idle()
-        elif isinstance(msg, Goodbye):
+        if isinstance(msg, Goodbye):
             del self.managers[manager.identity]
             logger.warning("pool %s (block %s) left with %d tasks: %s", manager.name,
                            manager.block_id, len(manager.in_flight), msg.reason)

@@ -140,6 +140,7 @@ class Pool:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.host = socket.gethostname()
+        self.name = f"{self.host}:{os.getpid()}"  # how the interchange and kernel know us
         self.block_id = args.block_id
         self.logdir = args.logdir
         self.hb_period = args.hb_period
@@ -163,7 +164,7 @@ class Pool:
         self.ever_ready = False
         self.exit_code = 0
         self.goodbye = ""
-        self.report = Report()
+        self.report = Report(manager=self.name)
         self.report_since = 0.0  # when the oldest unsent item entered the report
         self.task_time: float | None = None  # moving average of a task's run time
         self.stop_reason = ""
@@ -483,7 +484,7 @@ class Pool:
             return
         report.lookahead = self.lookahead
         self._send(report.encode())
-        self.report = Report()
+        self.report = Report(manager=self.name)
         self.report_since = 0.0
 
     # --- the loop -------------------------------------------------------------------

@@ -174,6 +174,38 @@ def unpack_record(data: bytes | memoryview) -> list[bytes]:
     return _split(memoryview(data)[4:])
 
 
+def record_kind(data: bytes | memoryview) -> bytes:
+    """The first frame (the message kind) of a whole record, without unpacking the rest."""
+    if len(data) < 12:
+        return b""
+    (size,) = _U32.unpack_from(data, 8)
+    return bytes(data[12 : 12 + min(size, 32)])
+
+
+def view_record(data: bytes | memoryview) -> list[memoryview]:
+    """Like unpack_record, but the frames are views into `data`: nothing is copied (for
+    a process that forwards big frames it never reads)."""
+    if len(data) < 4 or _U32.unpack_from(data, 0)[0] != len(data) - 4:
+        raise ProtocolError(f"not a record ({len(data)} bytes)")
+    body = memoryview(data)[4:]
+    try:
+        (count,) = _U32.unpack_from(body, 0)
+        if count > _MAX_FRAMES:
+            raise ProtocolError(f"record claims {count} frames")
+        frames = []
+        pos = 4
+        for _ in range(count):
+            (size,) = _U32.unpack_from(body, pos)
+            pos += 4
+            if pos + size > len(body):
+                raise ProtocolError("frame runs past the end of its record")
+            frames.append(body[pos : pos + size])
+            pos += size
+    except struct.error as exc:
+        raise ProtocolError(f"truncated record: {exc}") from exc
+    return frames
+
+
 def _split(body: memoryview) -> list[bytes]:
     try:
         (count,) = _U32.unpack_from(body, 0)
@@ -484,7 +516,7 @@ class Report(Message):
     def from_frames(cls, frames: list[bytes]) -> Report:
         if len(frames) < 5:
             raise ProtocolError("report: too few frames")
-        header = _json(frames[1])
+        header = _json(bytes(frames[1]))
         try:
             manager, lookahead, outputs, deaths = header
             results = _unpack_ints(frames[3], 2)
