@@ -2,7 +2,8 @@
 //
 //   kernel ── model "snapshot" (whole view, on (re)load) ──> store ──> SVG + legend + panel
 //          ── model "diff" (changes, every ~150 ms) ───────┘
-//   clicks ── model.send({type: "resubmit" | "cancel" | "resubmit_failed"}) ──> kernel queue
+//   clicks ── model.send({type: "resubmit" | "cancel" | "resubmit_failed" | "drill"})
+//                                                                  ──> kernel queue
 //
 // Layout comes from Python (layer, row) and never moves, so an update only touches the
 // nodes that changed. The detail panel reads the store: a click needs no kernel round trip.
@@ -21,19 +22,35 @@ const QUEUED_AFTER_MS = 1200;
 /** @type {Map<string, Store>} one store per widget model, shared by its views */
 const stores = new Map();
 
+// User Timing entries (DevTools' Performance panel, bench/widget_browser.py): when a diff
+// arrived and how long each redraw took. Cleared now and then so a long session keeps few.
+let timings = 0;
+function timing(name, start, detail) {
+  try {
+    if (start === null) performance.mark(name, { detail });
+    else performance.measure(name, { start, detail });
+    if (++timings % 1000 === 0) {
+      performance.clearMarks("livedag:diff");
+      performance.clearMeasures("livedag:redraw");
+    }
+  } catch (_) { /* timing is optional */ }
+}
+
 /**
  * @typedef {{id: number, app: string, state: string, group: string, layer: number,
  *   row: number, deps: number[], folded_into?: number, blocked?: number, [k: string]: any}} Node
+ * @typedef {{key: string, app: string, label: string, shown: number, total: number}} Focus
+ *   the aggregated box drilled into: its newest `shown` tasks are sent one by one
  * @typedef {{rev: number, mode: string, nodes: Map<number, Node>, groups: Map<string, any>,
  *   agg: Map<string, any>, legend: Record<string, number>, cascades: any[],
- *   views: Set<View>, acks: any[], stale: boolean}} Store
+ *   focus: Focus | null, views: Set<View>, acks: any[], stale: boolean, ui: any}} Store
  * @typedef {{onChange: (ids: number[] | null) => void, onAcks: (acks: any[]) => void}} View
  */
 
 /** @returns {Store} */
 function newStore() {
   return { rev: -1, mode: "nodes", nodes: new Map(), groups: new Map(), agg: new Map(),
-    legend: {}, cascades: [], views: new Set(), acks: [], stale: false,
+    legend: {}, cascades: [], focus: null, views: new Set(), acks: [], stale: false,
     // What the user did, kept here so that a view drawn again (the output is refreshed at
     // the end of a run, or shown twice) keeps the selection, zoom and status line.
     ui: { selected: null, view: null, userMoved: false, status: ["", ""], showBlocked: false } };
@@ -49,8 +66,24 @@ function loadSnapshot(store, snap) {
   store.agg = new Map((snap.agg || []).map((g) => [g.key, g]));
   store.legend = snap.legend || {};
   store.cascades = snap.cascades || [];
+  store.focus = snap.focus || null;
   store.stale = false;
   return true;
+}
+
+/** The aggregated box a node belongs to (Graph's key: cell-run group, NUL, app). */
+function boxKey(n) {
+  return `${n.group}\u0000${n.app}`;
+}
+
+/** A new focus: forget the tasks of the old one (failures stay: they are always sent). */
+function setFocus(store, focus) {
+  store.focus = focus || null;
+  for (const [id, n] of store.nodes) {
+    if (n.state !== "failed" && (!store.focus || boxKey(n) !== store.focus.key)) {
+      store.nodes.delete(id);
+    }
+  }
 }
 
 /** Apply one diff; returns the changed node ids, null for "redraw everything", or false
@@ -72,12 +105,15 @@ function applyDiff(store, d) {
   for (const g of d.groups || []) store.groups.set(g.key, g);
   for (const g of d.agg || []) store.agg.set(g.key, g);
   if (d.cascades) store.cascades = d.cascades;
+  const focusChanged = "focus" in d;
+  if (focusChanged) setFocus(store, d.focus);
   const ids = [];
   for (const n of d.nodes || []) {
     store.nodes.set(n.id, n);
     ids.push(n.id);
   }
-  return modeChanged || (d.agg && d.agg.length) ? null : ids;
+  // Aggregated boxes are few: they are drawn again on every change anyway.
+  return modeChanged || focusChanged ? null : ids;
 }
 
 function storeFor(model) {
@@ -95,6 +131,10 @@ function storeFor(model) {
     });
     model.on("change:diff", () => {
       const d = model.get("diff");
+      if (d && d.legend) {
+        timing("livedag:diff", null, { rev: d.rev,
+          tasks: Object.values(d.legend).reduce((a, b) => a + b, 0) });
+      }
       const ids = applyDiff(store, d);
       if (ids === false) {
         model.send({ type: "resync" });
@@ -133,6 +173,7 @@ function fmtDur(a, b) {
 
 /** The view: toolbar, legend, cascades, SVG canvas, detail panel. */
 function render({ model, el: root }) {
+  timing("livedag:render", null, { uid: model.get("uid") });
   const store = storeFor(model);
   root.classList.add("livedag-dag");
   root.innerHTML = "";
@@ -142,10 +183,12 @@ function render({ model, el: root }) {
   const status = el("span", { class: "ld-status", "data-testid": "status" });
   const btnFailed = el("button", { class: "ld-btn ld-resubmit-failed" }, "Resubmit all failed");
   const btnFit = el("button", { class: "ld-btn ld-fit" }, "Fit");
+  const btnOverview = el("button", { class: "ld-btn ld-overview" }, "\u25c2 Overview");
+  const crumb = el("span", { class: "ld-crumb" });
   const blockedLabel = el("label", { class: "ld-toggle" });
   const blockedBox = el("input", { type: "checkbox", class: "ld-show-blocked" });
   blockedLabel.append(blockedBox, document.createTextNode(" show blocked"));
-  bar.append(title, legend, btnFailed, btnFit, blockedLabel, status);
+  bar.append(title, btnOverview, crumb, legend, btnFailed, btnFit, blockedLabel, status);
   const cascades = el("div", { class: "ld-cascades" });
   const main = el("div", { class: "ld-main" });
   const canvas = svg("svg", { class: "ld-canvas" });
@@ -190,8 +233,13 @@ function render({ model, el: root }) {
     applyView();
   }
 
+  /** @type {Map<number, [number, number]> | null} where a drilled-into box's tasks go */
+  let place = null;
+  let shownFocus = store.mode === "aggregate" && store.focus ? store.focus.key : null;
+
   function nodeXY(n) {
-    return [n.layer * DX, n.row * DY];
+    const p = place && place.get(n.id);
+    return p || [n.layer * DX, n.row * DY];
   }
 
   function drawNode(n) {
@@ -215,7 +263,7 @@ function render({ model, el: root }) {
       const paths = [];
       for (const dep of n.deps) {
         const p = store.nodes.get(dep);
-        if (!p) continue;
+        if (!p || (place && !place.has(dep))) continue;
         const [x1, y1] = nodeXY(p);
         const sx = x1 + NW;
         const sy = y1 + NH / 2;
@@ -264,7 +312,51 @@ function render({ model, el: root }) {
     }
   }
 
+  function clearCanvas() {
+    nodeLayer.innerHTML = "";
+    edgeLayer.innerHTML = "";
+    groupLayer.innerHTML = "";
+    nodeEls.clear();
+    edgeEls.clear();
+  }
+
+  /** The tasks of the box drilled into, as a grid: a block of columns per layer, each
+   * column as tall as makes the grid about as wide as the canvas. */
+  function layoutFocus() {
+    const key = store.focus.key;
+    const members = [...store.nodes.values()].filter((n) => boxKey(n) === key);
+    const aspect = (canvas.clientWidth || 800) / (canvas.clientHeight || 400);
+    const perCol = Math.max(8, Math.ceil(Math.sqrt(members.length * DX / (DY * aspect))));
+    const byLayer = new Map();
+    for (const n of members) {
+      if (!byLayer.has(n.layer)) byLayer.set(n.layer, []);
+      byLayer.get(n.layer).push(n);
+    }
+    place = new Map();
+    let col = 0;
+    for (const layer of [...byLayer.keys()].sort((a, b) => a - b)) {
+      const ns = byLayer.get(layer).sort((a, b) => a.row - b.row || a.id - b.id);
+      ns.forEach((n, i) => place.set(n.id, [(col + Math.floor(i / perCol)) * DX,
+        (i % perCol) * DY]));
+      col += Math.ceil(ns.length / perCol);
+    }
+  }
+
+  function drawFocus(ids) {
+    const grown = ids !== null && ids.some((id) => !place.has(id)
+      && store.nodes.has(id) && boxKey(store.nodes.get(id)) === store.focus.key);
+    if (ids === null || grown) {
+      clearCanvas();
+      layoutFocus();
+      ids = [...place.keys()];
+    }
+    for (const id of ids) {
+      if (place.has(id)) drawNode(store.nodes.get(id));
+    }
+  }
+
   function drawAggregate() {
+    place = null;
     nodeLayer.innerHTML = "";
     edgeLayer.innerHTML = "";
     groupLayer.innerHTML = "";
@@ -305,6 +397,10 @@ function render({ model, el: root }) {
         e.stopPropagation();
         select(a.key);
       });
+      g.addEventListener("dblclick", (e) => {
+        e.stopPropagation();
+        drill(a.key);
+      });
       nodeLayer.append(g);
     }
   }
@@ -330,10 +426,35 @@ function render({ model, el: root }) {
     }
   }
 
+  /** What the drilled-into view shows: its box grows while cells add tasks to it. */
+  function drawCrumb(focus) {
+    btnOverview.style.display = focus ? "" : "none";
+    if (!focus) {
+      crumb.textContent = "";
+      return;
+    }
+    const box = store.agg.get(focus.key);
+    const total = box ? Object.values(box.counts).reduce((a, b) => a + b, 0) : focus.total;
+    const shown = place ? place.size : focus.shown;
+    crumb.textContent = `${focus.app} · ${focus.label}: ${
+      shown === total ? `${total} tasks` : `the newest ${shown} of ${total} tasks`}`;
+  }
+
   function redraw(ids) {
-    if (store.mode === "aggregate") {
+    const t0 = performance.now();
+    const focus = store.mode === "aggregate" ? store.focus : null;
+
+    if ((focus && focus.key) !== shownFocus) {
+      // Drilled in or back out: a new picture, fitted to the canvas.
+      shownFocus = focus && focus.key;
+      userMoved = ui.userMoved = false;
+    }
+    if (focus) {
+      drawFocus(ids);
+    } else if (store.mode === "aggregate") {
       drawAggregate();
     } else {
+      place = null;
       if (ids === null) {
         nodeLayer.innerHTML = "";
         edgeLayer.innerHTML = "";
@@ -348,9 +469,11 @@ function render({ model, el: root }) {
       drawGroups();
     }
     drawLegend();
+    drawCrumb(focus);
     if (selected !== null) showDetail(selected, false);
     // Follow the graph as it grows until the user pans or zooms.
     if (!userMoved && (store.nodes.size || store.agg.size)) fit();
+    timing("livedag:redraw", t0, { mode: store.mode, ids: ids === null ? -1 : ids.length });
   }
 
   function schedule(ids) {
@@ -379,18 +502,24 @@ function render({ model, el: root }) {
         schedule(null);
       }
     }
-    if (store.mode === "aggregate") drawAggregate();
+    if (store.mode === "aggregate" && !store.focus) drawAggregate();
     showDetail(id, true);
   }
 
-  function send(type, id, text) {
+  function drill(key) {
+    const a = key && store.agg.get(key);
+    send("drill", { key }, a ? `opening ${a.app} · ${a.label}` : "back to the overview");
+  }
+
+  /** A command for the kernel; says "queued: kernel busy" if no answer comes soon. */
+  function send(type, fields, text) {
     const cmd = `c${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
     const timer = setTimeout(() => {
       if (inflight.has(cmd)) setStatus(`queued: kernel busy (${text})`, "queued");
     }, QUEUED_AFTER_MS);
     inflight.set(cmd, { text, timer });
     setStatus(`${text}...`, "sent");
-    model.send({ type, id, cmd });
+    model.send({ type, ...fields, cmd });
   }
 
   function setStatus(text, kind) {
@@ -447,10 +576,10 @@ function render({ model, el: root }) {
     const canCancel = ["pending", "launched"].includes(n.real_state || n.state);
     const rb = el("button", { class: "ld-btn ld-resubmit" }, "Resubmit");
     rb.disabled = !canResubmit;
-    rb.addEventListener("click", () => send("resubmit", n.id, `resubmitting task ${n.id}`));
+    rb.addEventListener("click", () => send("resubmit", { id: n.id }, `resubmitting task ${n.id}`));
     const cb = el("button", { class: "ld-btn ld-cancel" }, "Cancel");
     cb.disabled = !canCancel;
-    cb.addEventListener("click", () => send("cancel", n.id, `cancelling task ${n.id}`));
+    cb.addEventListener("click", () => send("cancel", { id: n.id }, `cancelling task ${n.id}`));
     actions.append(rb, cb);
     panel.append(actions);
     const dl = el("dl", { class: "ld-facts" });
@@ -504,6 +633,16 @@ function render({ model, el: root }) {
       if (a.counts[s]) dl.append(el("dt", {}, s), el("dd", {}, String(a.counts[s])));
     }
     panel.append(dl);
+    if (a.app && store.mode === "aggregate") {
+      const actions = el("div", { class: "ld-actions" });
+      const n = Object.values(a.counts).reduce((s, c) => s + c, 0);
+      const open = store.focus && store.focus.key === key;
+      const b = el("button", { class: "ld-btn ld-drill" }, open ? "Shown" : `Show its ${n} tasks`);
+      b.disabled = !!open;
+      b.addEventListener("click", () => drill(key));
+      actions.append(b);
+      panel.append(actions);
+    }
     if (a.failed && a.failed.length) {
       const list = el("div", { class: "ld-root-cause" });
       list.append(document.createTextNode(`failed (${a.n_failed}): `));
@@ -547,8 +686,9 @@ function render({ model, el: root }) {
     userMoved = ui.userMoved = false;
     fit();
   });
-  btnFailed.addEventListener("click", () => send("resubmit_failed", null,
+  btnFailed.addEventListener("click", () => send("resubmit_failed", {},
     "resubmitting failed tasks"));
+  btnOverview.addEventListener("click", () => drill(null));
   blockedBox.addEventListener("change", () => {
     ui.showBlocked = blockedBox.checked;
     schedule(null);

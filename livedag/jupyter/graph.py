@@ -17,7 +17,9 @@ Two things keep the view readable at scale:
   task 7 'load': KeyError: 'x'"); the blocked nodes keep their place and come back when
   the root is resubmitted;
 - past `aggregate_above` tasks the view switches to one box per (cell, app) with counts
-  per state; failed tasks are still sent one by one (failures are the product).
+  per state; failed tasks are still sent one by one (failures are the product). A box can
+  be drilled into (`focus_on`): then the newest `aggregate_above` of its tasks are sent one
+  by one too, and kept up to date, until the focus goes back to the overview.
 """
 
 from __future__ import annotations
@@ -185,6 +187,7 @@ class Group:
     row: int = 0
     deps: set[str] = dataclasses.field(default_factory=set)
     failed: list[int] = dataclasses.field(default_factory=list)
+    members: list[int] = dataclasses.field(default_factory=list)  # aggregated: its tasks
     cursor: dict[int, int] = dataclasses.field(default_factory=dict)  # layer -> next row
 
     def to_json(self) -> dict[str, Any]:
@@ -228,6 +231,9 @@ class Graph:
         self._agg_laid: set[str] = set()  # aggregated boxes that have a place
         self._reset_pending = False
         self.cascades_dirty = False
+        self.focus: str | None = None  # the aggregated box drilled into (its key)
+        self._focus_ids: set[int] = set()
+        self._focus_changed = False
         self._handlers: dict[type[ev.Event], Callable[[Any], None]] = {
             ev.TaskCreated: self._create, ev.TaskStateChanged: self._state_changed,
             ev.TaskOutput: self._output, ev.TaskFailed: self._failed,
@@ -439,8 +445,11 @@ class Graph:
             self._bottom = row + 1
         if self.aggregated:
             agg = self._agg_group(node)
+            agg.members.append(node.id)
             agg.deps.update(f"{p.group}\x00{p.app}" for p in preds
                             if (p.group, p.app) != (node.group, node.app))
+            if agg.key == self.focus and len(self._focus_ids) < self.aggregate_above:
+                self._focus_ids.add(node.id)
 
     @property
     def dag(self) -> nx.DiGraph:
@@ -496,6 +505,7 @@ class Graph:
         self._reset_pending = True
         for node in self.nodes.values():
             agg = self._agg_group(node)
+            agg.members.append(node.id)
             vs = node.counted
             if vs is not None:
                 agg.counts[vs] = agg.counts.get(vs, 0) + 1
@@ -535,6 +545,30 @@ class Graph:
         self._agg_dirty.clear()
         return [self._agg[k].to_json() for k in keys if k in self._agg]
 
+    def focus_on(self, key: str | None) -> None:
+        """Drill into an aggregated box (its key; None: back to the overview). Its newest
+        `aggregate_above` tasks are sent one by one from the next diff on (that diff may
+        carry all of them: the user asked for this many)."""
+        agg = self._agg_by_key(key) if key is not None else None
+        if key is not None and agg is None:
+            raise KeyError(f"no group {key!r} in the aggregated view")
+        self.focus = agg.key if agg is not None else None
+        self._focus_ids = set(agg.members[-self.aggregate_above:]) if agg is not None else set()
+        self._focus_changed = True
+        for tid in sorted(self._focus_ids):
+            self._dirty[tid] = None
+
+    def _agg_by_key(self, key: str) -> Group | None:
+        group, _, app = key.partition("\x00")
+        return self._agg.get((group, app))
+
+    def focus_json(self) -> dict[str, Any] | None:
+        agg = self._agg_by_key(self.focus) if self.focus is not None else None
+        if agg is None:
+            return None
+        return {"key": agg.key, "app": agg.app, "label": agg.label,
+                "shown": len(self._focus_ids), "total": len(agg.members)}
+
     def _notable(self, limit: int = 200) -> list[Node]:
         """In the aggregated view, the nodes still sent one by one: the failures."""
         failed = [n for n in self.nodes.values() if n.state == "failed" and not n.superseded]
@@ -544,7 +578,7 @@ class Graph:
     @property
     def dirty(self) -> bool:
         return bool(self._dirty or self._dirty_groups or self._agg_dirty or self.cascades_dirty
-                    or self._reset_pending)
+                    or self._reset_pending or self._focus_changed)
 
     def diff(self) -> dict[str, Any]:
         """What changed since the last diff, bounded to `diff_nodes` nodes (the rest waits
@@ -555,6 +589,7 @@ class Graph:
         if self._reset_pending:
             # Entering the aggregated view: the browser drops its nodes and takes this.
             self._reset_pending = False
+            self._focus_changed = False
             out.update(self._whole())
             out["reset"] = True
             self._dirty.clear()
@@ -562,11 +597,21 @@ class Graph:
             self.cascades_dirty = False
             return out
         if self.aggregated:
-            # Only failures travel one by one in the aggregated view; the rest are counts.
-            nodes = [n for n in map(self.nodes.__getitem__, self._dirty)
-                     if n.state == "failed" and not n.superseded][-200:]
+            # Only failures (and the tasks of a box drilled into) travel one by one in the
+            # aggregated view; the rest are counts.
+            focus = self._focus_ids
+            shown, failed = [], []
+            for n in map(self.nodes.__getitem__, self._dirty):
+                if n.id in focus:
+                    shown.append(n)
+                elif n.state == "failed" and not n.superseded:
+                    failed.append(n)
+            nodes = failed[-200:] + shown
             self._dirty.clear()
             out["agg"] = self._agg_diff()
+            if self._focus_changed:
+                self._focus_changed = False
+                out["focus"] = self.focus_json()
         else:
             ids = list(itertools.islice(self._dirty, self.diff_nodes))
             for tid in ids:
@@ -595,7 +640,9 @@ class Graph:
                 self._layout_groups()
                 self._agg_laid = {a.key for a in self._agg.values()}
             self._agg_dirty.clear()
-            nodes = self._notable()
+            notable = self._notable()
+            seen = {n.id for n in notable}
+            nodes = notable + [self.nodes[t] for t in sorted(self._focus_ids) if t not in seen]
             agg = [a.to_json() for a in self._agg.values()]
         else:
             nodes = list(self.nodes.values())
@@ -605,6 +652,7 @@ class Graph:
             "groups": [g.to_json() for g in self.groups.values()],
             "agg": agg,
             "cascades": self.cascades(),
+            "focus": self.focus_json(),
         }
 
     @property

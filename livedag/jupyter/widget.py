@@ -7,6 +7,7 @@
           ^  └─ runs commands: dfk.resubmit / dfk.cancel, answers in the next diff's "acks"
           │ queue
     comm handler (a kernel subshell while a cell is busy) <── {"type": "resubmit", ...}
+                                                               (cancel, drill, ...)
 
     page (re)load ── request_state ──> get_state() ──> a fresh Graph.snapshot() ──> browser
 
@@ -197,6 +198,17 @@ class DagWidget(anywidget.AnyWidget):
             if not dfk.cancel(record.app_fu):
                 return f"task {tid} has already started: it cannot be cancelled"
             return f"task {tid} cancelled"
+        if kind == "drill":
+            key = cmd.get("key")
+            with self._lock:
+                self._fold()
+                self.graph.focus_on(key if isinstance(key, str) else None)
+                focus = self.graph.focus_json()
+            if focus is None:
+                return "overview"
+            shown, total = focus["shown"], focus["total"]
+            part = f"{shown} tasks" if shown == total else f"the newest {shown} of {total} tasks"
+            return f"showing {part} of {focus['app']} · {focus['label']}"
         if kind == "resubmit_failed":
             with self._lock:
                 self._fold()

@@ -7,26 +7,9 @@ import time
 import pytest
 
 from tests.browser.conftest import ARTIFACTS
+from tests.browser.harness import OUTPUTS, READY, big_dag_cells, open_notebook, outputs_text, run
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(150)]
-
-READY = """() => {
-  const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
-  const s = w && w.sessionContext;
-  const k = s && s.session && s.session.kernel;
-  return !!(s && s.isReady && k && k.status === 'idle' && k.connectionStatus === 'connected');
-}"""
-
-RUN = """async ([i, wait]) => {
-  const app = window.jupyterapp;
-  const nb = app.shell.currentWidget;
-  nb.content.activeCellIndex = i;
-  const done = app.commands.execute('notebook:run-cell');
-  if (wait) await done;
-}"""
-
-OUTPUTS = """(i) => window.jupyterapp.shell.currentWidget.content.widgets[i]
-  .model.outputs.toJSON()"""
 
 APPS = """
 import livedag
@@ -59,19 +42,6 @@ def boom(x):
 def add(a, b):
     return a + b
 """
-
-
-def open_notebook(page, lab, name, cells):
-    lab.write_notebook(name, cells)
-    page.goto(lab.url(name))
-    page.wait_for_function(READY, timeout=60_000)
-
-
-def run(page, index, *, wait=True):
-    page.evaluate(RUN, [index, wait])
-    if wait:
-        errors = [o for o in page.evaluate(OUTPUTS, index) if o.get("output_type") == "error"]
-        assert not errors, "\n".join(errors[0].get("traceback", []))
 
 
 def node(page, tid):
@@ -174,30 +144,51 @@ def test_click_while_cell_busy(lab, page):
     assert "cancelled: True" in text
 
 
-def test_5000_task_dag_renders(lab, page):
-    cells = [
-        "%load_ext livedag.jupyter",
-        "import livedag\n@livedag.python_app\ndef inc(x):\n    return x + 1\n"
-        "@livedag.python_app\ndef total(*xs):\n    return sum(xs)\n",
-        "fs = [inc(i) for i in range(4990)]\n"
-        "ts = [total(*fs[k:k + 500]) for k in range(0, 4990, 500)]\n"
-        "livedag.wait_for_current_tasks(); print(len(fs) + len(ts))",
-    ]
-    open_notebook(page, lab, "big.ipynb", cells)
+def legend_counts(page):
+    return page.evaluate("""() => Object.fromEntries([...document.querySelectorAll(
+      '.livedag-dag .ld-legend .ld-chip')].map(c => [c.getAttribute('data-state'),
+      Number(c.textContent.trim().split(' ').pop())]))""")
+
+
+def test_10000_task_dag_aggregated_all_done_and_drill_down(lab, page):
+    """The DAG of bench/widget_browser.py (which times it): drawn as boxes while nothing has
+    run, counts reach all-done, a box opens into its tasks and a task's detail shows."""
+    gate = str(lab.root / "dag10k.gate")
+    open_notebook(page, lab, "big.ipynb", big_dag_cells(10_000, gate))
     run(page, 0)
     run(page, 1)
-    started = time.monotonic()
     run(page, 2)
+    assert "submitted 10000 tasks" in outputs_text(page, 2)
+    page.wait_for_function(
+        """() => [...document.querySelectorAll('.livedag-dag .ld-agg')].length === 3
+              && [...document.querySelectorAll('.livedag-dag .ld-chip')]
+                 .some(c => c.textContent.trim() === 'pending 5000')""", timeout=30_000)
+    counts = legend_counts(page)
+    assert sum(counts.values()) == 10_000 and "done" not in counts, counts
+    assert page.locator(".livedag-dag .ld-node").count() == 0
+    texts = sorted(page.locator(".livedag-dag .ld-agg").all_text_contents())
+    assert [t.split(" · ")[0] for t in texts] == ["double", "inc", "total"], texts
+    assert [t.split(" · ")[-1] for t in texts] == ["4900", "5000", "100"], texts
+    open(gate, "w").close()
     page.wait_for_function(
         """() => [...document.querySelectorAll('.livedag-dag .ld-chip')]
-              .some(c => c.textContent.trim() === 'done 5000')""", timeout=60_000)
-    elapsed = time.monotonic() - started
-    boxes = page.locator(".livedag-dag .ld-agg")
-    assert boxes.count() == 2, boxes.count()
-    texts = sorted(t or "" for t in boxes.all_text_contents())
-    assert any("inc" in t and "4990" in t for t in texts), texts
-    shot(page, "dag-5000")
-    print(f"5000 tasks ran and were drawn in {elapsed:.1f} s")
+              .some(c => c.textContent.trim() === 'done 10000')""", timeout=90_000)
+    assert legend_counts(page) == {"done": 10_000}
+    shot(page, "dag-10000")
+    # Drill into the `total` box: its 100 tasks, one by one; a click shows one's detail.
+    page.locator(".livedag-dag .ld-agg", has_text="total").click()
+    page.locator(".livedag-dag .ld-panel .ld-drill").click()
+    page.wait_for_function(
+        "() => document.querySelectorAll('.livedag-dag .ld-node').length === 100")
+    assert "total · In [3]: 100 tasks" in page.locator(".livedag-dag .ld-crumb").inner_text()
+    node(page, 9999).click()
+    panel = page.locator(".livedag-dag .ld-panel").first
+    assert "total" in panel.locator(".ld-head").inner_text()
+    assert "task 9999" in panel.locator(".ld-head").inner_text()
+    shot(page, "dag-10000-drill")
+    page.locator(".livedag-dag .ld-overview").click()
+    page.wait_for_function(
+        "() => document.querySelectorAll('.livedag-dag .ld-agg').length === 3")
 
 
 def test_widget_after_page_reload(lab, page):

@@ -190,6 +190,47 @@ def test_aggregated_view_above_threshold():
     assert d2["agg"][0]["counts"]["done"] == 2
 
 
+def test_drilling_into_a_box_sends_its_newest_tasks_and_keeps_them_current():
+    g = Graph(aggregate_above=100)
+    g.apply([created(i, app="a") for i in range(150)] + [created(200, [0], app="b")])
+    g.apply([state(7, S.LAUNCHED), state(7, S.FAILED), failed(7)])
+    g.diff()
+    key_a = next(a.key for a in g._agg.values() if a.app == "a")
+    g.focus_on(key_a)
+    d = g.diff()
+    # The newest 100 of box a (the cap is aggregate_above), and the failure sent anyway.
+    assert d["focus"] == {"key": key_a, "app": "a", "label": "In [1]", "shown": 100,
+                          "total": 150}
+    assert sorted(n["id"] for n in d["nodes"]) == list(range(50, 150))
+    # Kept current: a state change of a shown task travels, one of another box does not.
+    g.apply(run_ok(120) + run_ok(200) + run_ok(10))
+    d = g.diff()
+    assert [n["id"] for n in d["nodes"]] == [120] and "focus" not in d
+    # A page that reloads gets the focus and its tasks in the snapshot.
+    snap = g.snapshot()
+    assert snap["focus"]["key"] == key_a
+    assert {n["id"] for n in snap["nodes"]} == {7, *range(50, 150)}
+    # Back to the overview: counts only again.
+    g.focus_on(None)
+    d = g.diff()
+    assert d["focus"] is None and d["nodes"] == []
+    g.apply(run_ok(121))
+    assert g.diff()["nodes"] == []
+    with pytest.raises(KeyError):
+        g.focus_on("no such box")
+
+
+def test_a_new_task_of_the_box_drilled_into_is_shown_up_to_the_cap():
+    g = Graph(aggregate_above=10)
+    g.apply([created(i, app="a") for i in range(11)] + [created(11, app="b")])
+    g.focus_on(next(a.key for a in g._agg.values() if a.app == "b"))
+    assert [n["id"] for n in g.diff()["nodes"]] == [11]
+    g.apply([created(12, app="b")] + [created(i, app="b") for i in range(13, 30)])
+    d = g.diff()
+    assert [n["id"] for n in d["nodes"]] == list(range(12, 21))  # 10 shown at most
+    assert g.focus_json()["shown"] == 10 and g.focus_json()["total"] == 19
+
+
 def test_relayout_uses_topological_generations():
     g = Graph()
     g.apply([created(0), created(1), created(2, [0, 1]), created(3, [2])])

@@ -111,6 +111,38 @@ def test_commands_from_the_browser_run_on_the_engine(dfk, widget):
     assert not acks["c3"]["ok"] and "999" in acks["c3"]["text"]
 
 
+def test_drill_into_a_box_of_the_aggregated_view(dfk):
+    from livedag.jupyter.widget import DagWidget
+
+    @livedag.python_app(data_flow_kernel=dfk)
+    def inc(x):
+        return x + 1
+
+    w = DagWidget(dfk, interval=0.02, aggregate_above=5)
+    try:
+        acks: dict[str, dict] = {}
+        w.observe(lambda change: acks.update(
+            {a["cmd"]: a for a in change["new"].get("acks", [])}), names="diff")
+        futures = [inc(i) for i in range(8)]
+        for f in futures:
+            f.result(timeout=10)
+        assert w.flush(10)
+        (box,) = w.get_state()["snapshot"]["agg"]
+        key = box["key"]
+        w._on_frontend_msg(w, {"type": "drill", "key": key, "cmd": "d1"}, [])
+        assert w.flush(10)
+        assert acks["d1"]["ok"], acks
+        assert acks["d1"]["text"] == "showing the newest 5 of 8 tasks of inc · (outside a cell)"
+        assert w.get_state()["snapshot"]["focus"]["shown"] == 5
+        w._on_frontend_msg(w, {"type": "drill", "key": None, "cmd": "d2"}, [])
+        w._on_frontend_msg(w, {"type": "drill", "key": "nope", "cmd": "d3"}, [])
+        assert w.flush(10)
+        assert acks["d2"]["text"] == "overview"
+        assert not acks["d3"]["ok"] and "nope" in acks["d3"]["text"]
+    finally:
+        w.close()
+
+
 def test_bundle_has_png_and_text_beside_the_view(dfk, widget):
     bundle = widget._repr_mimebundle_()
     bundle = bundle[0] if isinstance(bundle, tuple) else bundle
