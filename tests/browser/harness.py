@@ -75,9 +75,18 @@ def _free_port() -> int:
 
 
 class Lab:
-    def __init__(self, root: Path, port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
+    def __init__(self, root: Path, port: int, proc: subprocess.Popen[bytes], log: Path,
+                 data_dir: Path) -> None:
         self.root, self.port, self.proc, self.log = root, port, proc, log
+        self.data_dir = data_dir
         self.base = f"http://127.0.0.1:{port}"
+
+    def add_kernelspec(self, name: str, argv: list[str], *, env: dict[str, str]) -> None:
+        """A kernel of our own (the server looks kernelspecs up when a kernel starts)."""
+        spec = self.data_dir / "kernels" / name
+        spec.mkdir(parents=True, exist_ok=True)
+        (spec / "kernel.json").write_text(json.dumps({
+            "argv": argv, "display_name": name, "language": "python", "env": env}))
 
     def url(self, notebook: str) -> str:
         return f"{self.base}/lab/tree/{notebook}?token={TOKEN}&reset"
@@ -121,7 +130,7 @@ def start_lab(base: Path, *, env: dict[str, str] | None = None) -> Iterator[Lab]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
-    lab = Lab(root, port, proc, log)
+    lab = Lab(root, port, proc, log, base / "data")
     try:
         _wait_until_up(lab)
         yield lab

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -142,6 +145,58 @@ def test_click_while_cell_busy(lab, page):
     page.wait_for_function(READY, timeout=30_000)
     text = "".join(o.get("text", "") for o in page.evaluate(OUTPUTS, 3))
     assert "cancelled: True" in text
+
+
+def test_click_queued_while_a_kernel_without_subshells_is_busy(lab, page):
+    """Where the kernel cannot take a click yet (no kernel subshells: ipykernel 6, other
+    kernels), the widget says "queued: kernel busy" and the click still happens when the
+    cell ends."""
+    root = str(Path(__file__).resolve().parents[2])
+    lab.add_kernelspec("python3-no-subshells",
+                       [sys.executable, "-m", "tests.browser.no_subshell_kernel",
+                        "-f", "{connection_file}"],
+                       env={"PYTHONPATH": os.pathsep.join(
+                           p for p in (root, os.environ.get("PYTHONPATH", "")) if p)})
+    release = lab.root / "queued.release"
+    cells = [
+        "%load_ext livedag.jupyter",
+        APPS,
+        "s = slow(1); p = add(s, 1)",
+        f"while not os.path.exists({str(release)!r}):\n    time.sleep(0.05)\n"
+        "print('busy cell ended; p cancelled:', p.cancelled())",
+        "print('after: p cancelled:', p.cancelled()); gate.set()",
+    ]
+    open_notebook(page, lab, "queued.ipynb", cells, kernel="python3-no-subshells")
+    features = page.evaluate("""async () => {
+      const k = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+      return (await k.info).supported_features || [];
+    }""")
+    assert "kernel subshells" not in features, features
+    for i in range(3):
+        run(page, i)
+    wait_state(page, 1, "pending")
+    run(page, 3, wait=False)  # busy until the test releases it
+    time.sleep(0.5)
+    node(page, 1).click()
+    page.locator(".livedag-dag .ld-panel .ld-cancel").first.click()
+    status = page.locator(".livedag-dag .ld-status").first
+    page.wait_for_function(
+        """() => document.querySelector('.livedag-dag .ld-status').textContent
+              === 'queued: kernel busy (cancelling task 1)'""", timeout=10_000)
+    assert status.get_attribute("data-kind") == "queued"
+    time.sleep(1.0)  # the click really waits: the task is still pending
+    assert node(page, 1).get_attribute("data-state") == "pending"
+    shot(page, "queued-kernel-busy")
+    release.touch()
+    wait_state(page, 1, "cancelled", timeout=15_000)
+    page.wait_for_function(
+        """() => document.querySelector('.livedag-dag .ld-status').textContent
+              === 'task 1 cancelled'""", timeout=10_000)
+    page.wait_for_function(READY, timeout=30_000)
+    # The busy cell saw no cancel: it ran after the cell, before the next one.
+    assert "busy cell ended; p cancelled: False" in outputs_text(page, 3)
+    run(page, 4)
+    assert "after: p cancelled: True" in outputs_text(page, 4)
 
 
 def legend_counts(page):
