@@ -108,7 +108,10 @@ def measure(tasks: int, shots: Path | None) -> list[tuple[str, Figures]]:
         shot("dag-10k-done.png")
         sections.append(_reload(page))
         sections.append(_drill_down(page))
+        sections.append(_timeline(page))
+        shot("dag-10k-timeline.png")
         if shots:
+            page.locator(".livedag-dag .ld-tab-dag").click()
             page.locator(".livedag-dag .ld-agg").first.click()
             page.locator(".livedag-dag .ld-panel .ld-drill").first.click()
             page.wait_for_function(FOCUS_DRAWN)
@@ -231,6 +234,21 @@ def _reload(page: Any) -> tuple[str, Figures]:
     first = redraws[0]
     return "page reload (the widget's view starts -> aggregated view drawn, from its state)", [
         ("total", _ms(first["start"] + first["ms"] / 1000 - render))]
+
+
+def _timeline(page: Any) -> tuple[str, Figures]:
+    """The timeline tab (each worker's newest runs), then a bar: its task's details come
+    from the kernel (the aggregated view has only counts in the page)."""
+    shown = page.evaluate(CLICK_UNTIL, [".livedag-dag .ld-tab-timeline",
+                                        "() => !!document.querySelector('.ld-tl-bar')"])
+    bars = page.locator(".livedag-dag .ld-tl-bar").count()
+    details = page.evaluate(CLICK_UNTIL, [
+        ".livedag-dag .ld-tl-bar",
+        "() => !!document.querySelector('.livedag-dag .ld-panel .ld-head')"])
+    return "timeline (tab, then a bar's task)", [
+        ("tab drawn", f"{_ms(shown)}  ({bars} bars)"),
+        ("task details", _ms(details) + "  (asked from the kernel)"),
+    ]
 
 
 def main(argv: list[str] | None = None) -> None:

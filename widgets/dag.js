@@ -2,11 +2,13 @@
 //
 //   kernel ── model "snapshot" (whole view, on (re)load) ──> store ──> SVG + legend + panel
 //          ── model "diff" (changes, every ~150 ms) ───────┘
-//   clicks ── model.send({type: "resubmit" | "cancel" | "resubmit_failed" | "drill"})
+//   clicks ── model.send({type: "resubmit" | "cancel" | "resubmit_failed" | "drill" | "pin"})
 //                                                                  ──> kernel queue
 //
 // Layout comes from Python (layer, row) and never moves, so an update only touches the
 // nodes that changed. The detail panel reads the store: a click needs no kernel round trip.
+// Two tabs share the store and the selection: the DAG, and the timeline (a lane per worker
+// process, a bar per try of a task, from the diff's "timeline" part).
 
 const STATES = ["pending", "launched", "running", "done", "failed", "dep_fail", "cached",
   "cancelled", "superseded"];
@@ -41,19 +43,45 @@ function timing(name, start, detail) {
  *   row: number, deps: number[], folded_into?: number, blocked?: number, [k: string]: any}} Node
  * @typedef {{key: string, app: string, label: string, shown: number, total: number}} Focus
  *   the aggregated box drilled into: its newest `shown` tasks are sent one by one
+ * @typedef {{key: string, task: number, try: number, app: string, lane: string, slot: number,
+ *   start: number, end: number | null, state: string}} Bar  one try of a task, as it ran
+ * @typedef {{key: string, host: string, pid: number | null, block: string | null,
+ *   order: number, runs: number, slots: number}} Lane  one worker process
+ * @typedef {{lanes: Map<string, Lane>, bars: Map<string, Bar>, offset: number,
+ *   perLane: number}} Timeline  offset: the kernel's clock minus the page's
  * @typedef {{rev: number, mode: string, nodes: Map<number, Node>, groups: Map<string, any>,
  *   agg: Map<string, any>, legend: Record<string, number>, cascades: any[],
- *   focus: Focus | null, views: Set<View>, acks: any[], stale: boolean, ui: any}} Store
+ *   focus: Focus | null, timeline: Timeline, views: Set<View>, acks: any[], stale: boolean,
+ *   ui: any}} Store
  * @typedef {{onChange: (ids: number[] | null) => void, onAcks: (acks: any[]) => void}} View
  */
 
 /** @returns {Store} */
 function newStore() {
   return { rev: -1, mode: "nodes", nodes: new Map(), groups: new Map(), agg: new Map(),
-    legend: {}, cascades: [], focus: null, views: new Set(), acks: [], stale: false,
+    legend: {}, cascades: [], focus: null, timeline: newTimeline(), views: new Set(), acks: [],
+    stale: false,
     // What the user did, kept here so that a view drawn again (the output is refreshed at
-    // the end of a run, or shown twice) keeps the selection, zoom and status line.
-    ui: { selected: null, view: null, userMoved: false, status: ["", ""], showBlocked: false } };
+    // the end of a run, or shown twice) keeps the selection, zoom, tab and status line.
+    ui: { selected: null, view: null, userMoved: false, status: ["", ""], showBlocked: false,
+      tab: "dag" } };
+}
+
+/** @returns {Timeline} */
+function newTimeline() {
+  return { lanes: new Map(), bars: new Map(), offset: 0, perLane: 0 };
+}
+
+/** The timeline part of a snapshot (replaces) or of a diff (applies on top). */
+function applyTimeline(store, t) {
+  if (!t) return;
+  if (t.reset) store.timeline = newTimeline();
+  const tl = store.timeline;
+  if (typeof t.now === "number") tl.offset = t.now - Date.now() / 1000;
+  tl.perLane = t.bars_per_lane || tl.perLane;
+  for (const l of t.lanes || []) tl.lanes.set(l.key, l);
+  for (const k of t.gone || []) tl.bars.delete(k);
+  for (const b of t.bars || []) tl.bars.set(b.key, b);
 }
 
 /** Replace everything with a snapshot (only if it is newer than what we have). */
@@ -67,6 +95,7 @@ function loadSnapshot(store, snap) {
   store.legend = snap.legend || {};
   store.cascades = snap.cascades || [];
   store.focus = snap.focus || null;
+  applyTimeline(store, snap.timeline);
   store.stale = false;
   return true;
 }
@@ -105,6 +134,7 @@ function applyDiff(store, d) {
   for (const g of d.groups || []) store.groups.set(g.key, g);
   for (const g of d.agg || []) store.agg.set(g.key, g);
   if (d.cascades) store.cascades = d.cascades;
+  applyTimeline(store, d.timeline);
   const focusChanged = "focus" in d;
   if (focusChanged) setFocus(store, d.focus);
   const ids = [];
@@ -171,7 +201,145 @@ function fmtDur(a, b) {
   return s < 1 ? `${Math.round(s * 1000)} ms` : `${s.toFixed(1)} s`;
 }
 
-/** The view: toolbar, legend, cascades, SVG canvas, detail panel. */
+const TL_GUTTER = 190; // px for the lane labels
+const TL_BAR = 14; // bar height
+const TL_AXIS = 22;
+
+/** Round steps for the time axis, in seconds. */
+const TL_STEPS = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30,
+  60, 120, 300, 600, 900, 1800, 3600, 7200];
+
+function fmtSpan(s) {
+  if (s < 1) return `${+(s * 1000).toFixed(1)} ms`;
+  if (s < 120) return `${+s.toFixed(2)} s`;
+  return `${+(s / 60).toFixed(1)} min`;
+}
+
+/**
+ * The timeline tab: a lane per worker process (host:pid), a bar per try of a task from the
+ * moment it ran to its end, coloured by how it ended; running bars grow with the clock.
+ * @param {Store} store
+ * @param {(id: number) => void} onSelect  a bar was clicked
+ */
+function timelineView(store, onSelect) {
+  const box = el("div", { class: "ld-timeline" });
+  const caption = el("div", { class: "ld-tl-caption" });
+  const plot = svg("svg", { class: "ld-tl-plot" });
+  box.append(caption, plot);
+  /** @type {Map<number, SVGRectElement[]>} */
+  let barsOf = new Map();
+  let selected = /** @type {number | string | null} */ (null);
+
+  function laneOrder(a, b) {
+    return a.host.localeCompare(b.host) || (a.pid ?? -1) - (b.pid ?? -1) || a.order - b.order;
+  }
+
+  function draw(sel) {
+    selected = sel;
+    const tl = store.timeline;
+    plot.innerHTML = "";
+    barsOf = new Map();
+    const bars = [...tl.bars.values()];
+    if (!bars.length) {
+      caption.textContent = "No task has run yet: a bar appears when a task starts running.";
+      plot.setAttribute("height", "0");
+      return;
+    }
+    const now = Date.now() / 1000 + tl.offset;
+    let t0 = Infinity;
+    let t1 = -Infinity;
+    for (const b of bars) {
+      t0 = Math.min(t0, b.start);
+      t1 = Math.max(t1, b.end ?? now);
+    }
+    const width = Math.max(300, box.clientWidth - 4);
+    const plotW = width - TL_GUTTER - 14;
+    const span = Math.max(t1 - t0, 1e-3);
+    const k = plotW / span;
+    const x = (t) => TL_GUTTER + (t - t0) * k;
+    // Lanes, top to bottom, each as tall as its busiest moment needed (slots).
+    const lanes = [...tl.lanes.values()].sort(laneOrder);
+    const kept = new Map(); // lane -> [bars drawn, rows they use]
+    for (const b of bars) {
+      const [n, rows] = kept.get(b.lane) || [0, 1];
+      kept.set(b.lane, [n + 1, Math.max(rows, b.slot + 1)]);
+    }
+    const top = new Map();
+    let y = TL_AXIS;
+    let capped = 0;
+    for (const l of lanes) {
+      if (!kept.has(l.key)) continue;
+      const [n, rows] = kept.get(l.key);
+      const h = Math.max(32, rows * (TL_BAR + 3) + 10);
+      top.set(l.key, y);
+      plot.append(svg("rect", { class: "ld-tl-lane", x: 0, y, width, height: h }));
+      const name = svg("text", { class: "ld-tl-name", x: 6, y: y + 13 });
+      name.textContent = l.key;
+      const more = svg("text", { class: "ld-tl-sub", x: 6, y: y + 25 });
+      more.textContent = (l.block != null ? `block ${l.block} · ` : "")
+        + (l.runs > n ? `newest ${n} of ${l.runs} runs` : `${l.runs} run${l.runs === 1 ? "" : "s"}`);
+      if (l.runs > n) capped += 1;
+      plot.append(name, more);
+      y += h;
+    }
+    // The time axis: round steps, about one per 90 px.
+    const step = TL_STEPS.find((st) => st * k >= 90) || TL_STEPS[TL_STEPS.length - 1];
+    for (let t = 0; t <= span + 1e-9; t += step) {
+      const tx = x(t0 + t);
+      plot.append(svg("line", { class: "ld-tl-tick", x1: tx, x2: tx, y1: TL_AXIS - 4, y2: y }));
+      const label = svg("text", { class: "ld-tl-time", x: tx + 3, y: TL_AXIS - 8 });
+      label.textContent = t ? `+${fmtSpan(t)}` : new Date(t0 * 1000).toLocaleTimeString();
+      plot.append(label);
+    }
+    for (const b of bars) {
+      const ly = top.get(b.lane);
+      if (ly === undefined) continue;
+      const end = b.end ?? now;
+      const r = svg("rect", { class: `ld-tl-bar ld-${b.state}${b.task === selected ? " ld-selected" : ""}`,
+        x: x(b.start), y: ly + 5 + b.slot * (TL_BAR + 3), width: Math.max(2, (end - b.start) * k),
+        height: TL_BAR, rx: 2, "data-task": b.task, "data-key": b.key, "data-state": b.state });
+      const tip = svg("title");
+      tip.textContent = `task ${b.task} '${b.app}', try ${b.try}: ${b.state}`
+        + ` · ${fmtSpan(end - b.start)}${b.end == null ? " so far" : ""} · ${b.lane}`;
+      r.append(tip);
+      r.addEventListener("click", (e) => {
+        e.stopPropagation();
+        onSelect(b.task);
+      });
+      plot.append(r);
+      const w = Number(r.getAttribute("width"));
+      if (w > 40) { // room for a label: the task, then its app as far as it fits
+        const t = svg("text", { class: `ld-tl-label ld-${b.state}`, x: x(b.start) + 4,
+          y: ly + 5 + b.slot * (TL_BAR + 3) + 11 });
+        t.textContent = `${b.task} ${b.app}`.slice(0, Math.floor((w - 6) / 6.5));
+        plot.append(t);
+      }
+      if (!barsOf.has(b.task)) barsOf.set(b.task, []);
+      barsOf.get(b.task).push(r);
+    }
+    plot.setAttribute("width", String(width));
+    plot.setAttribute("height", String(y + 4));
+    const perLane = tl.perLane ? `, the newest ${tl.perLane} per lane` : "";
+    caption.textContent = `${bars.length} run${bars.length === 1 ? "" : "s"} in ${top.size}`
+      + ` worker process${top.size === 1 ? "" : "es"} (host:pid), ${fmtSpan(span)}`
+      + (capped ? ` · older runs not drawn${perLane}` : "")
+      + " · click a bar for its task";
+  }
+
+  /** Mark the selected task's bars (no redraw). */
+  function highlight(sel) {
+    for (const r of barsOf.get(/** @type {number} */ (selected)) || []) {
+      r.classList.remove("ld-selected");
+    }
+    selected = sel;
+    for (const r of barsOf.get(/** @type {number} */ (sel)) || []) r.classList.add("ld-selected");
+  }
+
+  const running = () => [...store.timeline.bars.values()].some((b) => b.end == null);
+  return { el: box, draw, highlight, running };
+}
+
+/** The view: toolbar, legend, cascades, SVG canvas or timeline, detail panel. */
 function render({ model, el: root }) {
   timing("livedag:render", null, { uid: model.get("uid") });
   const store = storeFor(model);
@@ -184,11 +352,16 @@ function render({ model, el: root }) {
   const btnFailed = el("button", { class: "ld-btn ld-resubmit-failed" }, "Resubmit all failed");
   const btnFit = el("button", { class: "ld-btn ld-fit" }, "Fit");
   const btnOverview = el("button", { class: "ld-btn ld-overview" }, "\u25c2 Overview");
+  const tabs = el("span", { class: "ld-tabs" });
+  const tabDag = el("button", { class: "ld-tab ld-tab-dag", "data-tab": "dag" }, "DAG");
+  const tabTimeline = el("button", { class: "ld-tab ld-tab-timeline", "data-tab": "timeline" },
+    "Timeline");
+  tabs.append(tabDag, tabTimeline);
   const crumb = el("span", { class: "ld-crumb" });
   const blockedLabel = el("label", { class: "ld-toggle" });
   const blockedBox = el("input", { type: "checkbox", class: "ld-show-blocked" });
   blockedLabel.append(blockedBox, document.createTextNode(" show blocked"));
-  bar.append(title, btnOverview, crumb, legend, btnFailed, btnFit, blockedLabel, status);
+  bar.append(title, tabs, btnOverview, crumb, legend, btnFailed, btnFit, blockedLabel, status);
   const cascades = el("div", { class: "ld-cascades" });
   const main = el("div", { class: "ld-main" });
   const canvas = svg("svg", { class: "ld-canvas" });
@@ -201,7 +374,9 @@ function render({ model, el: root }) {
   canvas.append(world);
   const panel = el("div", { class: "ld-panel" });
   panel.append(el("div", { class: "ld-hint" }, "Click a task to see its details."));
-  main.append(canvas, panel);
+  const timeline = timelineView(store, (id) => select(id));
+  timeline.el.style.height = `${model.get("height")}px`;
+  main.append(canvas, timeline.el, panel);
   root.append(bar, cascades, main);
 
   /** @type {Map<number, SVGGElement>} */
@@ -426,8 +601,52 @@ function render({ model, el: root }) {
     }
   }
 
+  let dagStale = false; // changes arrived while the timeline was shown
+  let liveTimer = 0;
+  /** @type {Map<number, number>} tasks whose details were asked for (aggregated view) */
+  const pinAsked = new Map();
+
+  function showTab(tab) {
+    ui.tab = tab;
+    const onTimeline = tab === "timeline";
+    canvas.style.display = onTimeline ? "none" : "";
+    timeline.el.style.display = onTimeline ? "" : "none";
+    btnFit.style.display = onTimeline ? "none" : "";
+    blockedLabel.style.display = onTimeline ? "none" : "";
+    tabDag.classList.toggle("ld-on", !onTimeline);
+    tabTimeline.classList.toggle("ld-on", onTimeline);
+    drawCrumb(store.mode === "aggregate" ? store.focus : null);
+    if (onTimeline) {
+      timeline.draw(selected);
+      live();
+    } else if (dagStale) {
+      dagStale = false;
+      schedule(null);
+    }
+  }
+
+  /** While the timeline shows running bars, draw it again now and then: they grow. */
+  function live() {
+    if (liveTimer || ui.tab !== "timeline" || !timeline.running()) return;
+    liveTimer = setTimeout(() => {
+      liveTimer = 0;
+      if (ui.tab !== "timeline") return;
+      timeline.draw(selected);
+      live();
+    }, 500);
+  }
+
+  /** In the aggregated view the page has only some tasks' details: ask for this one's. */
+  function askDetails(id) {
+    const asked = pinAsked.get(id);
+    if (asked && Date.now() - asked < 3000) return;
+    pinAsked.set(id, Date.now());
+    model.send({ type: "pin", id });
+  }
+
   /** What the drilled-into view shows: its box grows while cells add tasks to it. */
   function drawCrumb(focus) {
+    if (ui.tab === "timeline") focus = null;
     btnOverview.style.display = focus ? "" : "none";
     if (!focus) {
       crumb.textContent = "";
@@ -442,6 +661,15 @@ function render({ model, el: root }) {
 
   function redraw(ids) {
     const t0 = performance.now();
+    if (ui.tab === "timeline") {
+      dagStale = true;
+      timeline.draw(selected);
+      live();
+      drawLegend();
+      if (selected !== null) showDetail(selected, false);
+      timing("livedag:redraw", t0, { mode: "timeline", ids: store.timeline.bars.size });
+      return;
+    }
     const focus = store.mode === "aggregate" ? store.focus : null;
 
     if ((focus && focus.key) !== shownFocus) {
@@ -502,7 +730,8 @@ function render({ model, el: root }) {
         schedule(null);
       }
     }
-    if (store.mode === "aggregate" && !store.focus) drawAggregate();
+    if (store.mode === "aggregate" && !store.focus && ui.tab === "dag") drawAggregate();
+    timeline.highlight(id);
     showDetail(id, true);
   }
 
@@ -564,7 +793,12 @@ function render({ model, el: root }) {
     if (typeof id === "string") return showGroupDetail(id);
     const n = store.nodes.get(id);
     if (!n) {
-      panel.append(el("div", { class: "ld-hint" }, `task ${id} is not in view`));
+      if (store.mode === "aggregate") {
+        askDetails(id);
+        panel.append(el("div", { class: "ld-hint" }, `task ${id}: fetching its details...`));
+      } else {
+        panel.append(el("div", { class: "ld-hint" }, `task ${id} is not in view`));
+      }
       return;
     }
     const head = el("div", { class: "ld-head" });
@@ -689,6 +923,8 @@ function render({ model, el: root }) {
   btnFailed.addEventListener("click", () => send("resubmit_failed", {},
     "resubmitting failed tasks"));
   btnOverview.addEventListener("click", () => drill(null));
+  tabDag.addEventListener("click", () => showTab("dag"));
+  tabTimeline.addEventListener("click", () => showTab("timeline"));
   blockedBox.addEventListener("change", () => {
     ui.showBlocked = blockedBox.checked;
     schedule(null);
@@ -699,6 +935,7 @@ function render({ model, el: root }) {
   const me = { onChange: schedule, onAcks };
   store.views.add(me);
   applyView();
+  showTab(ui.tab || "dag");
   redraw(null);
   if (store.stale) model.send({ type: "resync" });
   // The element may not be laid out yet on first render: fit once it has a size.
@@ -708,6 +945,7 @@ function render({ model, el: root }) {
     window.removeEventListener("mousemove", onMove);
     window.removeEventListener("mouseup", onUp);
     if (frame) cancelAnimationFrame(frame);
+    if (liveTimer) clearTimeout(liveTimer);
   };
 }
 

@@ -234,6 +234,7 @@ class Graph:
         self.focus: str | None = None  # the aggregated box drilled into (its key)
         self._focus_ids: set[int] = set()
         self._focus_changed = False
+        self._pinned: dict[int, None] = {}  # tasks the page selected in the aggregated view
         self._handlers: dict[type[ev.Event], Callable[[Any], None]] = {
             ev.TaskCreated: self._create, ev.TaskStateChanged: self._state_changed,
             ev.TaskOutput: self._output, ev.TaskFailed: self._failed,
@@ -558,6 +559,17 @@ class Graph:
         for tid in sorted(self._focus_ids):
             self._dirty[tid] = None
 
+    def pin(self, task_id: int, *, keep: int = 20) -> None:
+        """The page selected a task it has no details of (aggregated view, e.g. from the
+        timeline): send it one by one from now on, as a failure is (the last `keep`)."""
+        if task_id not in self.nodes:
+            raise KeyError(f"task {task_id} is not in the view")
+        self._pinned.pop(task_id, None)
+        self._pinned[task_id] = None
+        while len(self._pinned) > keep:
+            del self._pinned[next(iter(self._pinned))]
+        self._dirty[task_id] = None
+
     def _agg_by_key(self, key: str) -> Group | None:
         group, _, app = key.partition("\x00")
         return self._agg.get((group, app))
@@ -599,10 +611,10 @@ class Graph:
         if self.aggregated:
             # Only failures (and the tasks of a box drilled into) travel one by one in the
             # aggregated view; the rest are counts.
-            focus = self._focus_ids
+            focus, pinned = self._focus_ids, self._pinned
             shown, failed = [], []
             for n in map(self.nodes.__getitem__, self._dirty):
-                if n.id in focus:
+                if n.id in focus or n.id in pinned:
                     shown.append(n)
                 elif n.state == "failed" and not n.superseded:
                     failed.append(n)
@@ -642,7 +654,8 @@ class Graph:
             self._agg_dirty.clear()
             notable = self._notable()
             seen = {n.id for n in notable}
-            nodes = notable + [self.nodes[t] for t in sorted(self._focus_ids) if t not in seen]
+            extra = sorted(self._focus_ids.union(self._pinned).difference(seen))
+            nodes = notable + [self.nodes[t] for t in extra]
             agg = [a.to_json() for a in self._agg.values()]
         else:
             nodes = list(self.nodes.values())

@@ -1,15 +1,17 @@
 """The DAG widget: the kernel's event stream, folded and sent to the browser at a bounded rate.
 
-    EventBus thread ──batch──> Graph.apply (under the lock; cheap, never blocks the engine)
+    EventBus thread ──batch──> inbox ──> Graph.apply + Timeline.apply (pusher, under the lock)
                                    │ wake
                                    v
     pusher thread (one per widget): every `interval` s ── Graph.diff() ──> self.diff (synced)
+                                   (+ Timeline.diff() as diff["timeline"])
           ^  └─ runs commands: dfk.resubmit / dfk.cancel, answers in the next diff's "acks"
           │ queue
     comm handler (a kernel subshell while a cell is busy) <── {"type": "resubmit", ...}
                                                                (cancel, drill, ...)
 
     page (re)load ── request_state ──> get_state() ──> a fresh Graph.snapshot() ──> browser
+                                                       (+ Timeline.snapshot())
 
 Widget state is changed from the pusher thread only (recipes: traitlet changes from a
 background thread reach the browser while a cell is busy). The browser's detail panel reads
@@ -22,6 +24,7 @@ import collections
 import logging
 import queue
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from importlib import resources
@@ -33,6 +36,7 @@ import traitlets
 
 from livedag import events as ev
 from livedag.jupyter.graph import Graph, seed_events
+from livedag.jupyter.timeline import Timeline
 
 logger = logging.getLogger("livedag.jupyter")
 
@@ -71,6 +75,7 @@ class DagWidget(anywidget.AnyWidget):
     ) -> None:
         self._lock = threading.Lock()
         self.graph = Graph(aggregate_above=aggregate_above)
+        self.timeline = Timeline()
         self.dfk = dfk
         self.interval = interval
         self._commands: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
@@ -85,7 +90,9 @@ class DagWidget(anywidget.AnyWidget):
         # The browser is updated every 150 ms anyway: gather events for 20 ms per batch.
         self._sub = dfk.bus.subscribe(self._on_events, name="jupyter-widget", delay=0.02)
         with self._lock:
-            self.graph.apply(seed_events(list(dfk.tasks.values())))
+            records = list(dfk.tasks.values())
+            self.graph.apply(seed_events(records))
+            self.timeline.seed(records)  # from the tries' own times, not the seed's
         self._thread = threading.Thread(target=self._push_loop, name="livedag-widget",
                                         daemon=True)
         self._thread.start()
@@ -104,6 +111,7 @@ class DagWidget(anywidget.AnyWidget):
         while inbox:
             batch = inbox.popleft()
             self.graph.apply(batch)
+            self.timeline.apply(batch)
             if type(batch[-1]) is ev.KernelChanged and batch[-1].state == "cleanup":
                 self._stopping = True
 
@@ -152,10 +160,13 @@ class DagWidget(anywidget.AnyWidget):
     def _push(self) -> None:
         with self._lock:
             self._fold()
-            if not (self.graph.dirty or self._acks):
+            if not (self.graph.dirty or self.timeline.dirty or self._acks):
                 return
             d = self.graph.diff()
             more = d.get("more", False)
+            if self.timeline.dirty:
+                d["timeline"] = self.timeline.diff(time.time())
+                more = more or d["timeline"]["more"]
         if self._acks:
             d["acks"], self._acks = self._acks, []
         self.diff = d
@@ -181,9 +192,11 @@ class DagWidget(anywidget.AnyWidget):
             except Exception as exc:
                 logger.info("livedag widget: %s failed", cmd, exc_info=True)
                 text, ok = f"{type(exc).__name__}: {exc}", False
+            if text is None:
+                continue  # a quiet command: the page shows its effect, not a status line
             self._acks.append({"cmd": cmd.get("cmd"), "ok": ok, "text": text})
 
-    def _run_command(self, cmd: dict[str, Any]) -> str:
+    def _run_command(self, cmd: dict[str, Any]) -> str | None:
         kind = cmd["type"]
         dfk = self.dfk
         if kind == "resubmit":
@@ -198,6 +211,11 @@ class DagWidget(anywidget.AnyWidget):
             if not dfk.cancel(record.app_fu):
                 return f"task {tid} has already started: it cannot be cancelled"
             return f"task {tid} cancelled"
+        if kind == "pin":
+            with self._lock:
+                self._fold()
+                self.graph.pin(int(cmd["id"]))
+            return None
         if kind == "drill":
             key = cmd.get("key")
             with self._lock:
@@ -237,6 +255,7 @@ class DagWidget(anywidget.AnyWidget):
             with self._lock:
                 self._fold()
                 state["snapshot"] = self.graph.snapshot()
+                state["snapshot"]["timeline"] = self.timeline.snapshot(time.time())
         return state
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:

@@ -199,6 +199,61 @@ def test_click_queued_while_a_kernel_without_subshells_is_busy(lab, page):
     assert "after: p cancelled: True" in outputs_text(page, 4)
 
 
+def bar(page, tid):
+    return page.locator(f'.livedag-dag .ld-tl-bar[data-task="{tid}"]').first
+
+
+def test_timeline_shares_the_selection_with_the_dag(lab, page):
+    cells = [
+        "%load_ext livedag.jupyter",
+        APPS + "\n@livedag.python_app\ndef nap(i):\n    time.sleep(0.2 + 0.05 * i)\n"
+        "    return i\n",
+        "ns = [nap(i) for i in range(6)]\ntotal = add(ns[0], ns[1])\nb = boom(ns[2])\n"
+        "s = slow(1)\n[n.result() for n in ns], total.result(), b.exception()",
+        "gate.set(); s.result()",
+    ]
+    open_notebook(page, lab, "timeline.ipynb", cells)
+    for i in range(3):
+        run(page, i)
+    wait_state(page, 8, "running")
+    page.locator(".livedag-dag .ld-tab-timeline").click()
+    bars = page.locator(".livedag-dag .ld-tl-bar")
+    page.wait_for_function(
+        "() => document.querySelectorAll('.livedag-dag .ld-tl-bar').length === 9")
+    assert not page.locator(".livedag-dag .ld-canvas").first.is_visible()
+    states = {bars.nth(i).get_attribute("data-task"): bars.nth(i).get_attribute("data-state")
+              for i in range(bars.count())}
+    assert states == {**{str(i): "done" for i in range(7)}, "7": "failed", "8": "running"}
+    assert "ld-failed" in bar(page, 7).get_attribute("class")
+    caption = page.locator(".livedag-dag .ld-tl-caption").first.inner_text()
+    assert "9 runs in" in caption and "worker process" in caption, caption
+    # The running try grows with the clock.
+    width = float(bar(page, 8).get_attribute("width"))
+    page.wait_for_function(
+        "([w]) => Number(document.querySelector('.livedag-dag .ld-tl-bar[data-task=\"8\"]')"
+        ".getAttribute('width')) > w + 20", arg=[width], timeout=10_000)
+    # A bar selects its task: the panel shows it, and so does the DAG.
+    bar(page, 3).click()
+    panel = page.locator(".livedag-dag .ld-panel").first
+    assert "nap" in panel.locator(".ld-head").inner_text()
+    assert "task 3" in panel.locator(".ld-head").inner_text()
+    assert "ld-selected" in bar(page, 3).get_attribute("class")
+    shot(page, "timeline")
+    page.locator(".livedag-dag .ld-tab-dag").click()
+    assert "ld-selected" in node(page, 3).get_attribute("class")
+    # A node selected in the DAG is the bar highlighted in the timeline.
+    node(page, 6).click()
+    assert "add" in panel.locator(".ld-head").inner_text()
+    page.locator(".livedag-dag .ld-tab-timeline").click()
+    assert "ld-selected" in bar(page, 6).get_attribute("class")
+    assert "ld-selected" not in bar(page, 3).get_attribute("class")
+    run(page, 3)
+    page.wait_for_function(
+        """() => document.querySelector('.livedag-dag .ld-tl-bar[data-task="8"]')
+              .getAttribute('data-state') === 'done'""")
+    shot(page, "timeline-done")
+
+
 def legend_counts(page):
     return page.evaluate("""() => Object.fromEntries([...document.querySelectorAll(
       '.livedag-dag .ld-legend .ld-chip')].map(c => [c.getAttribute('data-state'),
@@ -244,6 +299,20 @@ def test_10000_task_dag_aggregated_all_done_and_drill_down(lab, page):
     page.locator(".livedag-dag .ld-overview").click()
     page.wait_for_function(
         "() => document.querySelectorAll('.livedag-dag .ld-agg').length === 3")
+    # The timeline keeps each worker's newest runs; a bar's task has no details in the
+    # page (aggregated view): a click asks the kernel for them.
+    page.locator(".livedag-dag .ld-tab-timeline").click()
+    bars = page.locator(".livedag-dag .ld-tl-bar")
+    bars.first.wait_for()
+    caption = page.locator(".livedag-dag .ld-tl-caption").first.inner_text()
+    assert "older runs not drawn, the newest 100 per lane" in caption, caption
+    tid = int(bars.nth(3).get_attribute("data-task"))
+    bars.nth(3).click()
+    page.wait_for_function(
+        "(t) => (document.querySelector('.livedag-dag .ld-panel .ld-head') || {})"
+        ".textContent?.includes('task ' + t)", arg=tid)
+    assert "ld-selected" in bars.nth(3).get_attribute("class")
+    shot(page, "dag-10000-timeline")
 
 
 def test_widget_after_page_reload(lab, page):

@@ -231,6 +231,25 @@ def test_a_new_task_of_the_box_drilled_into_is_shown_up_to_the_cap():
     assert g.focus_json()["shown"] == 10 and g.focus_json()["total"] == 19
 
 
+def test_a_task_selected_in_the_aggregated_view_is_sent_with_its_details():
+    g = Graph(aggregate_above=10)
+    g.apply([created(i) for i in range(20)] + run_ok(3))
+    g.diff()
+    g.pin(3)
+    (sent,) = g.diff()["nodes"]
+    assert sent["id"] == 3 and sent["host"] == "h" and sent["tries"]
+    g.apply([state(3, S.PENDING), state(3, S.LAUNCHED, 2)])  # kept current, like a failure
+    assert [n["id"] for n in g.diff()["nodes"]] == [3]
+    assert 3 in {n["id"] for n in g.snapshot()["nodes"]}
+    for tid in range(4, 20):  # only the newest 12 stay pinned: 8 to 19
+        g.pin(tid, keep=12)
+    g.diff()
+    g.apply(run_ok(9) + run_ok(7) + run_ok(3))
+    assert [n["id"] for n in g.diff()["nodes"]] == [9]
+    with pytest.raises(KeyError):
+        g.pin(99)
+
+
 def test_relayout_uses_topological_generations():
     g = Graph()
     g.apply([created(0), created(1), created(2, [0, 1]), created(3, [2])])

@@ -52,6 +52,10 @@ def test_diffs_reach_synced_state(dfk, widget):
     state = widget.get_state()
     snap = state["snapshot"]
     assert len(snap["nodes"]) == 20 and snap["rev"] == widget.graph.rev
+    # The timeline: a bar per task, in the kernel's own lane (threads), ended "done".
+    bars = snap["timeline"]["bars"]
+    assert len(bars) == 20 and {b["state"] for b in bars} == {"done"}
+    assert {b["lane"] for b in bars} == {lane["key"] for lane in snap["timeline"]["lanes"]}
     assert state["_model_module_version"] == "*"
     # A partial state (what a diff sends) does not recompute the snapshot.
     assert "snapshot" not in widget.get_state("diff")
