@@ -201,6 +201,29 @@ function fmtDur(a, b) {
   return s < 1 ? `${Math.round(s * 1000)} ms` : `${s.toFixed(1)} s`;
 }
 
+/**
+ * CPU seconds of a try ("—": not reported).
+ * @param {number | null | undefined} s
+ * @returns {string}
+ */
+function fmtCpu(s) {
+  if (s === undefined || s === null) return "—";
+  if (s < 0.01) return `${+(s * 1000).toFixed(1)} ms`;
+  return s < 600 ? `${s.toFixed(2)} s` : `${(s / 60).toFixed(1)} min`;
+}
+
+/**
+ * A try's peak resident memory ("—": not reported, or 0: the executor cannot tell).
+ * @param {number | null | undefined} b  bytes
+ * @returns {string}
+ */
+function fmtBytes(b) {
+  if (!b) return "—";
+  const mib = b / 2 ** 20;
+  if (mib < 1) return `${Math.max(1, Math.round(b / 1024))} KiB`;
+  return mib < 1024 ? `${Math.round(mib)} MiB` : `${(mib / 1024).toFixed(1)} GiB`;
+}
+
 const TL_GUTTER = 190; // px for the lane labels
 const TL_BAR = 14; // bar height
 const TL_AXIS = 22;
@@ -841,11 +864,14 @@ function render({ model, el: root }) {
     if (n.tries && n.tries.length) {
       const t = el("table", { class: "ld-tries" });
       t.append(el("tr", {}, ""));
-      t.firstChild.append(...["try", "launched", "ran", "outcome"].map((h) => el("th", {}, h)));
+      t.firstChild.append(...["try", "launched", "ran", "cpu", "peak mem", "outcome"]
+        .map((h) => el("th", {}, h)));
       for (const tr of n.tries) {
         const row = el("tr");
         row.append(el("td", {}, String(tr.number)), el("td", {}, fmtTime(tr.launched)),
           el("td", {}, fmtDur(tr.started || tr.launched, tr.ended)),
+          el("td", { class: "ld-cpu" }, fmtCpu(tr.cpu_time)),
+          el("td", { class: "ld-peak" }, fmtBytes(tr.peak_rss)),
           el("td", {}, `${tr.outcome || "…"}${tr.exc_type ? ` (${tr.exc_type})` : ""}`));
         t.append(row);
       }

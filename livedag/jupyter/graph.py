@@ -95,6 +95,8 @@ class Try:
     exc_type: str = ""
     host: str = ""
     pid: int | None = None
+    cpu_time: float | None = None  # seconds (TaskResources); None: not reported
+    peak_rss: int | None = None  # bytes; None: not reported, or the executor cannot tell
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -239,6 +241,7 @@ class Graph:
             ev.TaskCreated: self._create, ev.TaskStateChanged: self._state_changed,
             ev.TaskOutput: self._output, ev.TaskFailed: self._failed,
             ev.TaskCancelled: self._cancelled, ev.TaskResubmitted: self._resubmitted,
+            ev.TaskResources: self._resources,
         }
 
     # ------------------------------------------------------------ folding events
@@ -358,6 +361,17 @@ class Graph:
                 self._dirty[root.id] = None
                 self.cascades_dirty = True
         self._dirty[node.id] = None
+
+    def _resources(self, e: ev.TaskResources) -> None:
+        node = self.nodes.get(e.task_id)
+        if node is None:
+            return
+        for attempt in reversed(node.tries):  # the newest, unless a report came late
+            if attempt.number == e.try_number:
+                attempt.cpu_time = e.cpu_time
+                attempt.peak_rss = e.peak_rss or None  # 0: the executor cannot tell
+                self._dirty[node.id] = None
+                return
 
     def _cancelled(self, e: ev.TaskCancelled) -> None:
         node = self.nodes.get(e.task_id)

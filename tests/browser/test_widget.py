@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -97,6 +98,12 @@ def test_live_states_failure_detail_and_resubmit(lab, page):
     assert "missing-key" in panel.locator(".ld-traceback").inner_text()
     assert "stdout from boom 1" in panel.locator(".ld-stdout").inner_text()
     assert "KeyError" in panel.locator(".ld-error").inner_text()
+    # What the try used, measured in the ZMQ worker (it came before the failure).
+    tries = panel.locator(".ld-tries")
+    assert [h.strip() for h in tries.locator("th").all_inner_texts()] == [
+        "try", "launched", "ran", "cpu", "peak mem", "outcome"]
+    assert re.fullmatch(r"[\d.]+ (ms|s)", tries.locator("td.ld-cpu").inner_text())
+    assert re.fullmatch(r"\d+ MiB", tries.locator("td.ld-peak").inner_text())
     shot(page, "failed-detail")
     # Show the blocked task: its panel links to the root cause, which the link selects.
     page.locator(".livedag-dag .ld-show-blocked").first.check()
@@ -306,12 +313,14 @@ def test_10000_task_dag_aggregated_all_done_and_drill_down(lab, page):
     bars.first.wait_for()
     caption = page.locator(".livedag-dag .ld-tl-caption").first.inner_text()
     assert "older runs not drawn, the newest 100 per lane" in caption, caption
-    tid = int(bars.nth(3).get_attribute("data-task"))
-    bars.nth(3).click()
+    # Bars 2 px wide overlap; the one drawn last is on top (Playwright clicks only what
+    # would receive the click).
+    tid = int(bars.last.get_attribute("data-task"))
+    bars.last.click()
     page.wait_for_function(
         "(t) => (document.querySelector('.livedag-dag .ld-panel .ld-head') || {})"
         ".textContent?.includes('task ' + t)", arg=tid)
-    assert "ld-selected" in bars.nth(3).get_attribute("class")
+    assert "ld-selected" in bars.last.get_attribute("class")
     shot(page, "dag-10000-timeline")
 
 

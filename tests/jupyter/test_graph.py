@@ -81,6 +81,22 @@ def test_failure_keeps_traceback_and_retry_timeline():
     assert g.failed_ids() == [0]
 
 
+def test_each_try_carries_its_cpu_time_and_peak_memory_into_the_detail():
+    g = Graph()
+    g.apply([created(0), state(0, S.LAUNCHED), state(0, S.RUNNING),
+             ev.TaskResources(2.5, 0, 1, 0.21, 118 << 20, 0.3), failed(0, retry=True),
+             state(0, S.PENDING), state(0, S.LAUNCHED, 2), state(0, S.RUNNING, 2),
+             ev.TaskResources(3.5, 0, 2, 0.05, 0, 0.1),  # 0: the executor cannot tell
+             state(0, S.EXEC_DONE, 2)])
+    g.apply([ev.TaskResources(4.0, 9, 1, 1.0, 1, 1.0)])  # an unknown task: ignored
+    tries = g.diff()["nodes"][0]["tries"]
+    assert [(t["number"], t["cpu_time"], t["peak_rss"]) for t in tries] == [
+        (1, 0.21, 118 << 20), (2, 0.05, None)]
+    g.apply([created(1), state(1, S.LAUNCHED), state(1, S.RUNNING), state(1, S.EXEC_DONE)])
+    (t1,) = g.nodes[1].detail_json()["tries"]
+    assert t1["cpu_time"] is None and t1["peak_rss"] is None  # never reported
+
+
 def test_cascade_folds_into_root_with_count_and_unfolds_on_resubmit():
     g = Graph()
     events = [created(0), state(0, S.LAUNCHED), state(0, S.FAILED), failed(0)]
