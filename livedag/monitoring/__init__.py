@@ -1,11 +1,13 @@
 """The run record: every task, try, state change and block of a run, in SQLite.
 
-    DataFlowKernel ──events──> EventBus ──batch──> Recorder (store.py) ──> <run_dir>/monitoring.db
-                                                                              │
-    after the kernel is gone (a restart, another process):                     │
-        history(run_dir)  ──> [TaskRow(tries=(TryRow, ...))]  (read.py) <──────┤
-        replay(run_dir)   ──> the events again, in order  ───> the DAG view   <┤
-        plot.timeline()   ──> a Gantt chart of the tries (plot.py)            <┘
+    DataFlowKernel ──events──> EventBus ──batch──> Recorder ──> <run_dir>/monitoring.db
+                                 (store.py; fold.py: a batch as rows;             │
+                                  schema.py: the tables)                          │
+    after the kernel is gone (a restart, another process):                        │
+        history(run_dir)  ──> [TaskRow(tries=(TryRow, ...))]  (read.py) <─────────┤
+        state_changes()   ──> [StateChange(...)], in order               <────────┤
+        replay(run_dir)   ──> the events again, in order ──> the DAG view <───────┤
+        plot.timeline()   ──> a Gantt chart of the tries (plot.py)        <───────┘
 
 Switched on with `Config(monitoring=True)` (or `monitoring=RunRecord(...)` to change the
 limits), or `attach(dfk)` for a kernel already loaded. This package only reads the event
@@ -19,11 +21,13 @@ from livedag.monitoring.read import (
     NoRunRecord,
     ReadOnlyRunError,
     RecordedRun,
+    StateChange,
     TaskRow,
     TryRow,
     find_db,
     history,
     replay,
+    state_changes,
 )
 from livedag.monitoring.store import DB_NAME, Recorder, RunRecord, attach, recorder_of
 
@@ -34,6 +38,7 @@ __all__ = [
     "RecordedRun",
     "Recorder",
     "RunRecord",
+    "StateChange",
     "TaskRow",
     "TryRow",
     "attach",
@@ -42,4 +47,5 @@ __all__ = [
     "plot",
     "recorder_of",
     "replay",
+    "state_changes",
 ]

@@ -1,6 +1,7 @@
 """The reading side of the run record: `<run_dir>/monitoring.db` back into records and events.
 
     monitoring.db ──history()──> [TaskRow(..., tries=(TryRow, ...))]   (or a DataFrame)
+                  ├─state_changes()──> [StateChange(seq, task_id, state, try_number, time)]
                   └─replay()───> [TaskCreated, TaskStateChanged, TaskOutput, TaskFailed, ...]
                                   in the order the engine published them (by `seq`)
                                   └─> RecordedRun: a read-only stand-in for a kernel, whose
@@ -21,7 +22,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from livedag import events as ev
-from livedag.monitoring.store import DB_NAME, connect
+from livedag.monitoring.schema import DB_NAME, STATE_LOG, connect, unpack_state_log
 from livedag.task import TaskState
 
 
@@ -74,6 +75,17 @@ class TaskRow:
     root_cause_ids: tuple[int, ...]
     cancel_reason: str
     tries: tuple[TryRow, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StateChange:
+    """One state change of a task, from the run record's state-event log."""
+
+    seq: int  # its place among all the events of the run
+    task_id: int
+    state: TaskState
+    try_number: int
+    time: float
 
 
 class NoRunRecord(FileNotFoundError):
@@ -194,8 +206,8 @@ def _replay(conn: sqlite3.Connection) -> list[ev.Event]:
                 t["ended"] or t["launched"] or 0.0, t["task_id"], t["try_number"],
                 TaskState.FAILED, t["exc_type"], t["message"], t["traceback"], roots,
                 bool(t["will_retry"]))))
-    for r in _rows(conn, "SELECT * FROM states"):
-        out.extend(_state_events(r, tries, tasks))
+    for change in _state_changes(conn):
+        out.extend(_state_events(change, tries, tasks))
     for r in _rows(conn, "SELECT * FROM resubmits"):
         out.append((r["seq"], 0, ev.TaskResubmitted(
             r["time"], r["task_id"], r["try_number"], tuple(json.loads(r["rearmed"])),
@@ -209,11 +221,34 @@ def _replay(conn: sqlite3.Connection) -> list[ev.Event]:
     return [e for _seq, _step, e in out]
 
 
-def _state_events(r: sqlite3.Row, tries: dict[tuple[int, int], sqlite3.Row],
+def state_changes(run_dir: str | None = None) -> list[StateChange]:
+    """Every state change of a recorded run, in the order the engine published them."""
+    conn = _open(run_dir)
+    try:
+        return _state_changes(conn)
+    finally:
+        conn.close()
+
+
+def _state_changes(conn: sqlite3.Connection) -> list[StateChange]:
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if "state_log" not in tables:  # schema 1: a row per change
+        return [StateChange(r[0], r[1], TaskState(r[2]), r[3], r[4]) for r in conn.execute(
+            "SELECT seq, task_id, state, try_number, time FROM states ORDER BY seq")]
+    states = [TaskState(s) for (s,) in conn.execute("SELECT state FROM state_codes "
+                                                    "ORDER BY code")]
+    names = ", ".join(name for name, _code in STATE_LOG)
+    out: list[StateChange] = []
+    for row in conn.execute(f"SELECT {names} FROM state_log ORDER BY first_seq"):
+        seqs, tids, codes, tries, times = unpack_state_log(row)
+        out += map(StateChange, seqs, tids, map(states.__getitem__, codes), tries, times)
+    return out
+
+
+def _state_events(r: StateChange, tries: dict[tuple[int, int], sqlite3.Row],
                   tasks: dict[int, sqlite3.Row]) -> list[tuple[int, int, ev.Event]]:
-    """A state row as its event; a launch brings the try's output, a cancel its reason."""
-    seq, tid, n, when = r["seq"], r["task_id"], r["try_number"], r["time"]
-    state = TaskState(r["state"])
+    """A state change as its event; a launch brings the try's output, a cancel its reason."""
+    seq, tid, n, when, state = r.seq, r.task_id, r.try_number, r.time, r.state
     attempt = tries.get((tid, n))
     if state is TaskState.RUNNING and attempt is not None:
         event = ev.TaskStateChanged(when, tid, state, n, attempt["host"], attempt["pid"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sqlite3
@@ -12,7 +13,16 @@ import pytest
 import livedag
 from livedag import events as ev
 from livedag.executors.threads import ThreadPoolExecutor
-from livedag.monitoring import DB_NAME, RunRecord, attach, recorder_of
+from livedag.monitoring import (
+    DB_NAME,
+    RunRecord,
+    attach,
+    history,
+    recorder_of,
+    replay,
+    state_changes,
+)
+from livedag.task import TaskState
 from tests.monitoring.conftest import finish
 
 pytestmark = pytest.mark.timeout(60)
@@ -51,7 +61,7 @@ def test_the_database_is_wal_with_every_table(load_recorded):
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     finally:
         conn.close()
-    assert {"run", "tasks", "tries", "states", "resubmits", "blocks"} <= tables
+    assert {"run", "tasks", "tries", "state_log", "state_codes", "resubmits", "blocks"} <= tables
     run = rows(dfk.run_dir, "SELECT * FROM run")[0]
     assert run["pid"] == os.getpid() and run["ended"] is None
     finish(dfk)
@@ -75,8 +85,8 @@ def test_a_task_and_its_try(load_recorded):
     assert t["host"] == dfk.hostname
     assert t["launched"] <= t["started"] <= t["ended"]
     assert t["stdout"] == "hello 21\n" and t["stderr"] == ""
-    states = [r["state"] for r in rows(run_dir, "SELECT state FROM states ORDER BY seq")]
-    assert states == ["launched", "running", "exec_done"]
+    assert [c.state.value for c in state_changes(run_dir)] == ["launched", "running",
+                                                               "exec_done"]
 
 
 def test_a_retried_failure_keeps_both_tries(load_recorded):
@@ -92,8 +102,8 @@ def test_a_retried_failure_keeps_both_tries(load_recorded):
     for t in (first, second):
         assert t["exc_type"] == "KeyError" and "KeyError" in t["traceback"]
         assert t["stderr"] == "about to fail\n" and t["ended"] is not None
-    states = [r["state"] for r in rows(run_dir, "SELECT state FROM states ORDER BY seq")]
-    assert states == ["launched", "running", "pending", "launched", "running", "failed"]
+    assert [c.state.value for c in state_changes(run_dir)] == [
+        "launched", "running", "pending", "launched", "running", "failed"]
 
 
 def test_a_dependency_failure_names_its_root_cause(load_recorded):
@@ -253,8 +263,10 @@ class _Kernel:
 
 
 def _dump(run_dir: str) -> dict[str, list[tuple]]:
-    return {table: [tuple(r) for r in rows(run_dir, f"SELECT * FROM {table} ORDER BY 1, 2")]
-            for table in ("tasks", "tries", "states", "resubmits", "blocks")}
+    dump = {table: [tuple(r) for r in rows(run_dir, f"SELECT * FROM {table} ORDER BY 1, 2")]
+            for table in ("tasks", "tries", "resubmits", "blocks")}
+    dump["states"] = [dataclasses.astuple(c) for c in state_changes(run_dir)]
+    return dump
 
 
 def test_the_rows_do_not_depend_on_how_events_are_batched(load_recorded, recorder, tmp_path):
@@ -276,3 +288,42 @@ def test_the_rows_do_not_depend_on_how_events_are_batched(load_recorded, recorde
         dumps.append(_dump(kernel.run_dir))
     assert dumps[0] == dumps[1]
     assert len(dumps[0]["tries"]) == 3 and dumps[0]["tries"][1][2] is not None
+
+
+def test_state_changes_are_a_packed_row_per_batch(load_recorded, recorder):
+    dfk = load_recorded()
+    dfk.bus.subscribe(recorder, name="test")
+    futures = [shout(i) for i in range(300)]
+    assert [f.result(timeout=30) for f in futures] == [2 * i for i in range(300)]
+    store = recorder_of(dfk)
+    run_dir = finish(dfk)
+    assert store is not None
+    assert 0 < rows(run_dir, "SELECT count(*) FROM state_log")[0][0] <= store.batches
+    live = [(e.task_id, e.state, e.try_number, e.time) for e in recorder.of(ev.TaskStateChanged)]
+    changes = state_changes(run_dir)
+    assert [(c.task_id, c.state, c.try_number, c.time) for c in changes] == live
+    assert [c.seq for c in changes] == sorted({c.seq for c in changes})
+    codes = {r["code"]: r["state"] for r in rows(run_dir, "SELECT * FROM state_codes")}
+    assert codes == dict(enumerate(s.value for s in TaskState))
+
+
+def test_a_record_with_a_row_per_state_change_still_reads(load_recorded):
+    """Schema 1 kept a `states` table, a row per change, instead of state_log."""
+    dfk = load_recorded(retries=1)
+    with pytest.raises(KeyError):
+        boom(1).result(timeout=10)
+    run_dir = finish(dfk)
+    changes, events, tasks = state_changes(run_dir), replay(run_dir), history(run_dir)
+    conn = sqlite3.connect(os.path.join(run_dir, DB_NAME))
+    try:
+        conn.execute("CREATE TABLE states (seq INTEGER PRIMARY KEY, task_id INTEGER, "
+                     "state TEXT, try_number INTEGER, time REAL)")
+        conn.executemany("INSERT INTO states VALUES (?, ?, ?, ?, ?)",
+                         [(c.seq, c.task_id, c.state.value, c.try_number, c.time)
+                          for c in changes])
+        conn.execute("DROP TABLE state_log")
+        conn.commit()
+    finally:
+        conn.close()
+    assert state_changes(run_dir) == changes
+    assert replay(run_dir) == events and history(run_dir) == tasks
