@@ -3,7 +3,7 @@
     Recorder._write(batch) ──> Batch.add(batch): in Python, one pass over the events
         state change ──> a flat row of the state-event log
                      └─> the slots of its try and the newest state of its task
-        task made, output ──> a row, a text per (try, stream)
+        task made, output, resources ──> a row, a text per (try, stream), try slots
         failures, cancels, resubmits, blocks (rare) ──> column patches
     ──> Batch.execute(conn), inside the recorder's transaction:
         tasks:     a row per task made, the newest state of each older task touched
@@ -84,11 +84,12 @@ _TASK_STATE = ("UPDATE tasks SET state = v.column2, ended = v.column3, "
 # list, so a batch's worth of them would be promoted to the older generations and make
 # the engine's full collections more frequent).
 _TRY_COLUMNS = ("task_id", "try_number", "launched", "ended", "outcome", "started", "host",
-                "pid", "block_id", "job_id", "stdout", "stderr")
+                "pid", "block_id", "job_id", "stdout", "stderr", "cpu_time", "peak_rss",
+                "wall_time", "resources_seq")
 _WIDTH = len(_TRY_COLUMNS)
 _LAUNCHED, _ENDED, _OUTCOME, _STARTED = 2, 3, 4, 5  # _STARTED.. job_id: a running try
-_STDOUT, _STDERR = 10, 11
-_EMPTY_TRY = (None, None, "", None, "", None, None, None, "", "")  # a slot left as is
+_STDOUT, _STDERR, _USED = 10, 11, 12  # _USED.. resources_seq: what the try used
+_EMPTY_TRY = (None, None, "", None, "", None, None, None, "", "", None, None, None, None)
 
 
 @functools.lru_cache(maxsize=8)
@@ -107,7 +108,11 @@ def _try_upsert(limit: int) -> tuple[str, str, str]:
         "block_id = coalesce(excluded.block_id, block_id), "
         "job_id = coalesce(excluded.job_id, job_id), "
         f"stdout = substr(stdout || excluded.stdout, -{max(limit, 1)}), "
-        f"stderr = substr(stderr || excluded.stderr, -{max(limit, 1)})"
+        f"stderr = substr(stderr || excluded.stderr, -{max(limit, 1)}), "
+        "cpu_time = coalesce(excluded.cpu_time, cpu_time), "
+        "peak_rss = coalesce(excluded.peak_rss, peak_rss), "
+        "wall_time = coalesce(excluded.wall_time, wall_time), "
+        "resources_seq = coalesce(excluded.resources_seq, resources_seq)"
     )
     return head, group, tail
 
@@ -216,7 +221,11 @@ class Batch:
                            e.args_summary, deps, e.time, "pending", None, 0)
 
     def _other(self, seq: int, e: ev.Event) -> None:
-        if isinstance(e, ev.TaskOutput):
+        if isinstance(e, ev.TaskResources):  # one per try
+            at = self._try(e.task_id, e.try_number) + _USED
+            # A peak RSS of 0 means "not measured" (the thread executor): NULL, not 0 bytes.
+            self.tries[at:at + 4] = (e.cpu_time, e.peak_rss or None, e.wall_time, seq)
+        elif isinstance(e, ev.TaskOutput):
             parts = self.output.get((e.task_id, e.try_number, e.stream))
             if parts is None:
                 self.output[e.task_id, e.try_number, e.stream] = [e.text]

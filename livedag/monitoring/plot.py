@@ -2,18 +2,21 @@
 state, no display needed; a notebook shows the returned Figure as a PNG).
 
     history(run_dir) ──> tries ──> timeline(): one bar per try, a lane per worker or block,
-                                   coloured by the try's outcome
+                           │       coloured by the try's outcome
+                           └─────> resources(): one point per try, a colour per app: its
+                                   CPU time and peak RSS against its start (or task id)
 
-No `resources()` yet: CPU time and peak memory per task need workers that sample them
-(psutil) and report them with the result; the record holds none so far.
+Both read the loaded kernel's run by default when it is recorded, else the newest run
+under ./runinfo (see history()).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
     from livedag.monitoring.read import TaskRow, TryRow
@@ -124,3 +127,115 @@ def _times(task: TaskRow) -> list[float]:
     for a in task.tries:
         out += [x for x in (a.launched, a.started, a.ended) if x is not None]
     return out
+
+
+# measure -> (axis label, unit divisor, what to do when a record has none of it)
+MEASURES = {
+    "cpu_time": ("CPU time, user + system (s)", 1.0,
+                 "no CPU time in this record: its tries ran on an executor that does not "
+                 "report it, or before executors reported it"),
+    "peak_rss": ("peak RSS (MiB)", float(1 << 20),
+                 "no peak RSS in this record: tasks on the thread executor share the "
+                 "kernel's process, so it is not measured; run them on "
+                 "HighThroughputExecutor to measure it"),
+}
+AXES_X = ("time", "task")
+
+
+def resources(run_dir: str | None = None, *, ax: Axes | Sequence[Axes] | None = None,
+              measure: str = "both", x: str = "time", tasks: Sequence[TaskRow] | None = None,
+              width: float = 9.0) -> Figure:
+    """What each try of a recorded run used: one point per try, a colour per app.
+
+    `measure`: "cpu_time" (seconds of CPU, user + system), "peak_rss" (MiB), or "both"
+    (two panels, CPU time above). `x`: "time" (the try's start, in seconds since the
+    first task was made) or "task" (its task id). `ax`: draw into this Axes (one measure)
+    or these two Axes (both) instead of a new Figure. `run_dir` as for `history()`, or
+    give the `tasks` history() returned. Returns the Figure; a measure the record holds
+    none of is a note in its panel, saying what would measure it.
+    """
+    names = list(MEASURES) if measure == "both" else [measure]
+    if any(name not in MEASURES for name in names):
+        raise ValueError(f"resources(measure={measure!r}): expected cpu_time, peak_rss or "
+                         "both")
+    if x not in AXES_X:
+        raise ValueError(f"resources(x={x!r}): expected one of {', '.join(AXES_X)}")
+    axes = _resource_axes(ax, len(names), width)
+    if tasks is None:
+        from livedag.monitoring.read import history
+
+        tasks = history(run_dir)
+    t0 = min((t.created for t in tasks), default=0.0)
+    apps = sorted({t.app for t in tasks})
+    palette = _palette(len(apps))
+    for name, axes_ in zip(names, axes, strict=True):
+        _resource_panel(axes_, name, tasks, x, t0, {a: palette[i] for i, a in enumerate(apps)})
+    axes[-1].set_xlabel("task id" if x == "task" else "seconds since the first task was made",
+                        fontsize=8)
+    tries = sum(len(t.tries) for t in tasks)
+    axes[0].set_title(f"livedag: what {tries} tr{'ies' if tries != 1 else 'y'} of "
+                      f"{len(tasks)} task{'s' if len(tasks) != 1 else ''} used",
+                      fontsize=10, loc="left")
+    from matplotlib.figure import Figure
+
+    fig = axes[0].figure  # a SubFigure when the caller's Axes is in one: its root then
+    assert fig is not None
+    return fig if isinstance(fig, Figure) else fig.figure
+
+
+def _resource_axes(ax: Axes | Sequence[Axes] | None, count: int, width: float) -> list[Axes]:
+    if ax is None:
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(width, 1.2 + 2.0 * count), dpi=90)
+        made = fig.subplots(count, 1, sharex=True, squeeze=False)
+        fig.subplots_adjust(hspace=0.15, left=0.08, right=0.8)
+        return [a for (a,) in made]
+    given = [ax] if not isinstance(ax, Sequence) else list(ax)
+    if len(given) != count:
+        raise ValueError(
+            f"resources(ax=...): {len(given)} Axes for {count} measure"
+            f"{'s' if count != 1 else ''}; pass measure='cpu_time' or 'peak_rss' to draw "
+            "into one Axes, or two Axes for both")
+    return given
+
+
+def _palette(count: int) -> list[Any]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if count <= 10 else "tab20"]
+    return [cmap(i % cmap.N) for i in range(count)]
+
+
+def _resource_panel(ax: Axes, name: str, tasks: Sequence[TaskRow], x: str, t0: float,
+                    colors: dict[str, Any]) -> None:
+    label, unit, missing = MEASURES[name]
+    by_app: dict[str, tuple[list[float], list[float]]] = {}
+    for t in tasks:
+        for a in t.tries:
+            value = getattr(a, name)
+            start = a.started if a.started is not None else a.launched
+            if value is None or (x == "time" and start is None):
+                continue
+            xs, ys = by_app.setdefault(t.app, ([], []))
+            xs.append(float(t.id) if x == "task" else float(start or 0.0) - t0)
+            ys.append(value / unit)
+    ax.set_ylabel(label, fontsize=8)
+    ax.tick_params(labelsize=8)
+    ax.spines[["top", "right"]].set_visible(False)
+    if not by_app:
+        text = "no task has run in this record" if not any(t.tries for t in tasks) else missing
+        ax.text(0.5, 0.5, "\n".join(_wrap(text, 70)), ha="center", va="center",
+                transform=ax.transAxes, fontsize=8)
+        ax.set_yticks([])
+        return
+    for app, (xs, ys) in by_app.items():
+        ax.scatter(xs, ys, s=14, color=colors[app], label=f"{app} ({len(xs)})", linewidths=0)
+    ax.set_ylim(bottom=0)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, width)

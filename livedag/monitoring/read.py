@@ -18,11 +18,19 @@ import importlib
 import json
 import os
 import sqlite3
+import sys
 from collections.abc import Iterator
 from typing import Any
 
 from livedag import events as ev
-from livedag.monitoring.schema import DB_NAME, STATE_LOG, connect, unpack_state_log
+from livedag.monitoring.schema import (
+    ADDED_COLUMNS,
+    DB_NAME,
+    STATE_LOG,
+    connect,
+    unpack_state_log,
+)
+from livedag.monitoring.store import recorder_of
 from livedag.task import TaskState
 
 
@@ -46,6 +54,10 @@ class TryRow:
     will_retry: bool
     stdout: str  # the tail
     stderr: str
+    # What the try used, as its executor measured it (None: not measured or not reported):
+    cpu_time: float | None  # seconds of CPU, user + system, children it waited for included
+    peak_rss: int | None  # bytes, the largest resident set while it ran
+    wall_time: float | None  # seconds, from the worker starting the call to its end
 
     @property
     def duration(self) -> float | None:
@@ -94,7 +106,10 @@ class NoRunRecord(FileNotFoundError):
 
 def find_db(run_dir: str | None = None) -> str:
     """The database of `run_dir`; of its newest numbered run if `run_dir` holds runs
-    (as `runinfo/` does); default: the newest run under ./runinfo."""
+    (as `runinfo/` does); default: the loaded kernel's run if it is recorded (with every
+    event published so far), else the newest run under ./runinfo."""
+    if run_dir is None:
+        run_dir = _current_run()
     base = run_dir if run_dir is not None else "runinfo"
     direct = os.path.join(base, DB_NAME)
     if os.path.isfile(direct):
@@ -113,6 +128,17 @@ def find_db(run_dir: str | None = None) -> str:
     )
 
 
+def _current_run() -> str | None:
+    """The run dir of the loaded kernel if it records its run, after a flush."""
+    dataflow = sys.modules.get("livedag.dataflow")  # not loaded: no kernel either
+    dfk = dataflow.current_or_none() if dataflow is not None else None
+    recorder = recorder_of(dfk) if dfk is not None else None
+    if dfk is None or recorder is None:
+        return None
+    recorder.flush()
+    return str(dfk.run_dir)
+
+
 def _rows(conn: sqlite3.Connection, sql: str) -> Iterator[sqlite3.Row]:
     conn.row_factory = sqlite3.Row
     yield from conn.execute(sql)
@@ -122,24 +148,34 @@ def _open(run_dir: str | None) -> sqlite3.Connection:
     return connect(find_db(run_dir), read_only=True)
 
 
+def _tries(conn: sqlite3.Connection) -> Iterator[sqlite3.Row]:
+    """Every tries row, with NULL for the columns a database made before them lacks."""
+    have = {r[1] for r in conn.execute("PRAGMA table_info(tries)")}
+    missing = "".join(f", NULL AS {column}" for table, column, _kind in ADDED_COLUMNS
+                      if table == "tries" and column not in have)
+    return _rows(conn, f"SELECT *{missing} FROM tries ORDER BY task_id, try_number")
+
+
 def _try_row(r: sqlite3.Row) -> TryRow:
     return TryRow(r["task_id"], r["try_number"], r["launched"], r["started"], r["ended"],
                   r["host"], r["pid"], r["block_id"], r["job_id"], r["outcome"], r["exc_type"],
                   r["message"], r["traceback"], bool(r["will_retry"]), r["stdout"],
-                  r["stderr"])
+                  r["stderr"], r["cpu_time"], r["peak_rss"], r["wall_time"])
 
 
 def history(run_dir: str | None = None, *, as_frame: bool = False) -> Any:
     """The tasks of a recorded run, with every try, traceback and output tail.
 
     `run_dir` is a run's directory, or a directory of runs (its newest is read); default:
-    the newest run under ./runinfo. A list of TaskRow, or with `as_frame=True` a pandas
-    DataFrame with one row per task (`tries` holds the number of tries).
+    the loaded kernel's run if it is recorded, else the newest run under ./runinfo. A list
+    of TaskRow, or with `as_frame=True` a pandas DataFrame with one row per task (`tries`
+    holds the number of tries; `cpu_time` and `wall_time` the sums over its tries,
+    `peak_rss` the largest; None where no try reported them).
     """
     conn = _open(run_dir)
     try:
         tries: dict[int, list[TryRow]] = {}
-        for r in _rows(conn, "SELECT * FROM tries ORDER BY task_id, try_number"):
+        for r in _tries(conn):
             tries.setdefault(r["task_id"], []).append(_try_row(r))
         tasks = [
             TaskRow(r["task_id"], r["app"], r["kind"], r["executor"], r["origin"], r["args"],
@@ -165,6 +201,12 @@ def _flat(task: TaskRow) -> dict[str, Any]:
     out = {f.name: getattr(task, f.name) for f in dataclasses.fields(task)}
     out["state"] = task.state.value
     out["tries"] = len(task.tries)
+    cpu = [t.cpu_time for t in task.tries if t.cpu_time is not None]
+    rss = [t.peak_rss for t in task.tries if t.peak_rss is not None]
+    wall = [t.wall_time for t in task.tries if t.wall_time is not None]
+    out["cpu_time"] = sum(cpu) if cpu else None
+    out["peak_rss"] = max(rss) if rss else None
+    out["wall_time"] = sum(wall) if wall else None
     return out
 
 
@@ -173,7 +215,8 @@ def replay(run_dir: str | None = None) -> list[ev.Event]:
     """The events of a recorded run, rebuilt from its database in publication order.
 
     Fold them into a view (the DAG widget's Graph) to redraw a finished or killed run.
-    Output comes back as one TaskOutput per try and stream (its recorded tail).
+    Output comes back as one TaskOutput per try and stream (its recorded tail); a try's
+    TaskResources in its place, with the try's end as its time.
     """
     conn = _open(run_dir)
     try:
@@ -196,8 +239,13 @@ def _replay(conn: sqlite3.Connection) -> list[ev.Event]:
                 r["ended"] or r["created"], r["task_id"], r["tries"], TaskState.DEP_FAIL,
                 r["exc_type"], r["message"], r["traceback"],
                 tuple(json.loads(r["root_cause_ids"])))))
-    tries = {(r["task_id"], r["try_number"]): r for r in _rows(conn, "SELECT * FROM tries")}
+    tries = {(r["task_id"], r["try_number"]): r for r in _tries(conn)}
     for t in tries.values():
+        if t["resources_seq"] is not None:  # its time: the try's end (not recorded itself)
+            out.append((t["resources_seq"], 0, ev.TaskResources(
+                t["ended"] or t["started"] or t["launched"] or 0.0, t["task_id"],
+                t["try_number"], t["cpu_time"] or 0.0, t["peak_rss"] or 0,
+                t["wall_time"] or 0.0)))
         if t["fail_seq"] is not None:
             task = tasks.get(t["task_id"])
             roots = (tuple(json.loads(task["root_cause_ids"]))

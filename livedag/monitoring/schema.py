@@ -4,7 +4,9 @@
     tasks        a row per task: what was called and where, its newest state, its last
                  failure (message, traceback, root causes), a cancel reason
     tries        a row per try: launched, started, ended, outcome, host, pid, block,
-                 job; its failure; the tails of its stdout and stderr
+                 job; its failure; the tails of its stdout and stderr; what it used,
+                 as its executor measured it: cpu_time (seconds, user + system),
+                 peak_rss (bytes; NULL: not measured), wall_time (seconds)
     state_log    the state changes, a row per written batch, as packed columns
     state_codes  the names of the state codes in state_log
     resubmits    a row per resubmit
@@ -26,7 +28,8 @@ from typing import Any
 from livedag.task import TaskState
 
 DB_NAME = "monitoring.db"
-SCHEMA_VERSION = 2  # 1 had a `states` table with a row per state change
+# 1 had a `states` table with a row per state change; 2 had no resource columns in tries
+SCHEMA_VERSION = 3
 
 # The state-event log: one row per batch; each column a little-endian array with one
 # item per state change, in publication order: seq int64 ('q'), task_id int64 ('q'),
@@ -87,6 +90,10 @@ CREATE TABLE IF NOT EXISTS tries (
     fail_seq INTEGER,
     stdout TEXT NOT NULL DEFAULT '',
     stderr TEXT NOT NULL DEFAULT '',
+    cpu_time REAL,
+    peak_rss INTEGER,
+    wall_time REAL,
+    resources_seq INTEGER,
     PRIMARY KEY (task_id, try_number)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS state_log (
@@ -120,6 +127,24 @@ CREATE TABLE IF NOT EXISTS blocks (
     time REAL NOT NULL
 );
 """
+
+
+# Columns added to a table after it was first made: a database made before gets them
+# when a recorder opens it (SQLite adds a column without rewriting the table).
+ADDED_COLUMNS = (
+    ("tries", "cpu_time", "REAL"),
+    ("tries", "peak_rss", "INTEGER"),
+    ("tries", "wall_time", "REAL"),
+    ("tries", "resources_seq", "INTEGER"),
+)
+
+
+def create(conn: sqlite3.Connection) -> None:
+    """Make the tables that are missing, and the columns missing from older ones."""
+    conn.executescript(SCHEMA)
+    for table, column, kind in ADDED_COLUMNS:
+        if column not in {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
 
 def db_path(run_dir: str) -> str:

@@ -28,10 +28,10 @@ from livedag import events as ev
 from livedag.monitoring.fold import Batch
 from livedag.monitoring.schema import (
     DB_NAME,
-    SCHEMA,
     SCHEMA_VERSION,
     STATE_CODES,
     connect,
+    create,
     db_path,
 )
 
@@ -90,7 +90,7 @@ class Recorder:
         try:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
-            conn.executescript(SCHEMA)
+            create(conn)
             self._seq = _max_seq(conn)
             self._failures = {tid for (tid,) in conn.execute(
                 "SELECT task_id FROM tasks WHERE fail_seq IS NOT NULL")}
@@ -103,6 +103,7 @@ class Recorder:
                 (SCHEMA_VERSION, os.path.abspath(dfk.run_dir), socket.gethostname(),
                  os.getpid(), __version__, time.time()),
             )
+            conn.execute("UPDATE run SET schema_version = ?", (SCHEMA_VERSION,))  # create()
             conn.executemany("INSERT OR IGNORE INTO state_codes VALUES (?, ?)",
                              enumerate(STATE_CODES))
             conn.execute("COMMIT")
@@ -166,6 +167,7 @@ def _max_seq(conn: sqlite3.Connection) -> int:
         "coalesce((SELECT max(seq) FROM blocks), 0), "
         "coalesce((SELECT max(fail_seq) FROM tasks), 0), "
         "coalesce((SELECT max(fail_seq) FROM tries), 0), "
+        "coalesce((SELECT max(resources_seq) FROM tries), 0), "
         "coalesce((SELECT max(end_seq) FROM run), 0))"
     ).fetchone()
     return int(row[0])
