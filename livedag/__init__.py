@@ -3,7 +3,8 @@
 General layout: the names below are the whole public API; each is imported on first use,
 so `import livedag` stays cheap. The engine lives in `dataflow` (the kernel), `apps` (the
 decorators), `futures`, `config`, `memo`, `errors`, `events` (the stream every view reads);
-executors and providers in their packages; everything Jupyter in `livedag.jupyter`.
+executors and providers in their packages; everything Jupyter in `livedag.jupyter`; the
+run record in `livedag.monitoring`, its pictures in the `livedag.plot` module.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ _EXPORTS = {
     "DEEP_DEPENDENCY_RESOLVER": "livedag.dependency_resolvers",
     "TaskState": "livedag.task",
     "history": "livedag.monitoring",
-    "plot": "livedag.monitoring",
+    "plot": "livedag.plot",  # a module: `import livedag.plot` works too
 }
 
 __all__ = [
@@ -69,7 +70,8 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'livedag' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    imported = importlib.import_module(module)
+    value = imported if module == f"{__name__}.{name}" else getattr(imported, name)
     globals()[name] = value  # later look-ups skip this function
     return value
 
@@ -92,6 +94,7 @@ def unload_ipython_extension(ipython: Any) -> None:
 
 
 if TYPE_CHECKING:
+    from livedag import plot
     from livedag.apps import AUTO_LOGNAME, bash_app, join_app, python_app
     from livedag.config import Config
     from livedag.dataflow import (
@@ -107,5 +110,5 @@ if TYPE_CHECKING:
     from livedag.executors.threads import ThreadPoolExecutor
     from livedag.futures import AppFuture, DataFuture, File
     from livedag.memo import BasicMemoizer
-    from livedag.monitoring import history, plot
+    from livedag.monitoring import history
     from livedag.task import TaskState

@@ -7,7 +7,7 @@
         history(run_dir)  ──> [TaskRow(tries=(TryRow, ...))]  (read.py) <─────────┤
         state_changes()   ──> [StateChange(...)], in order               <────────┤
         replay(run_dir)   ──> the events again, in order ──> the DAG view <───────┤
-        plot.timeline()   ──> a Gantt chart of the tries (plot.py)        <───────┘
+        livedag.plot      ──> timeline(), resources() (livedag/plot.py)   <───────┘
 
 Switched on with `Config(monitoring=True)` (or `monitoring=RunRecord(...)` to change the
 limits), or `attach(dfk)` for a kernel already loaded. This package only reads the event
@@ -16,7 +16,6 @@ stream: the kernel knows nothing of it beyond calling `config.monitoring.attach(
 
 from __future__ import annotations
 
-from livedag.monitoring import plot
 from livedag.monitoring.read import (
     NoRunRecord,
     ReadOnlyRunError,
@@ -44,7 +43,6 @@ __all__ = [
     "attach",
     "find_db",
     "history",
-    "plot",
     "recorder_of",
     "replay",
     "state_changes",

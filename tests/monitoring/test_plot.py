@@ -35,7 +35,7 @@ def test_one_bar_per_try_coloured_by_outcome(load_recorded):
     from matplotlib.colors import to_rgba
     from matplotlib.figure import Figure
 
-    from livedag.monitoring.plot import COLORS, timeline
+    from livedag.plot import COLORS, timeline
 
     dfk = load_recorded(retries=1, executors=[ThreadPoolExecutor(label="threads",
                                                                  max_threads=1)])
@@ -60,7 +60,7 @@ def test_one_bar_per_try_coloured_by_outcome(load_recorded):
 
 
 def test_lanes_by_executor_and_block(load_recorded):
-    from livedag.monitoring.plot import timeline
+    from livedag.plot import timeline
 
     dfk = load_recorded()
     fine(1).result(timeout=10)
@@ -73,7 +73,7 @@ def test_lanes_by_executor_and_block(load_recorded):
 
 
 def test_a_run_without_tries_draws_a_note(load_recorded):
-    from livedag.monitoring.plot import timeline
+    from livedag.plot import timeline
 
     run_dir = finish(load_recorded())
     fig = timeline(tasks=history(run_dir))
@@ -82,7 +82,8 @@ def test_a_run_without_tries_draws_a_note(load_recorded):
 
 
 def test_plot_is_the_public_module():
-    import livedag.monitoring.plot as plot_module
+    import livedag.plot as plot_module
 
     assert livedag.plot is plot_module
+    assert plot_module.__all__ == ["resources", "timeline"]
     assert callable(livedag.plot.timeline) and callable(livedag.plot.resources)

@@ -33,7 +33,10 @@ def test_all_is_unique_and_matches_the_lazy_table() -> None:
 @pytest.mark.parametrize("name", sorted(livedag._EXPORTS))
 def test_every_exported_name_resolves_from_its_module(name: str) -> None:
     value = getattr(livedag, name)
-    assert value is getattr(importlib.import_module(livedag._EXPORTS[name]), name)
+    module = importlib.import_module(livedag._EXPORTS[name])
+    # A submodule (livedag.plot) is its own export.
+    expected = module if module.__name__ == f"livedag.{name}" else getattr(module, name)
+    assert value is expected
     assert name in dir(livedag)
 
 
@@ -59,6 +62,22 @@ def test_bare_import_loads_no_heavy_module() -> None:
         print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))
     """)
     assert json.loads(out) == []
+
+
+@pytest.mark.parametrize("first", ["import livedag.plot", "import livedag; livedag.plot"])
+def test_plot_is_a_module_that_loads_no_matplotlib_until_it_draws(first: str) -> None:
+    out = _run(f"""
+        import json, sys
+        {first}
+        import livedag
+        import livedag.plot
+        from livedag.plot import resources, timeline
+        print(json.dumps([livedag.plot is sys.modules["livedag.plot"],
+                          resources.__module__, timeline.__module__,
+                          [m for m in {HEAVY!r} + ("sqlite3", "livedag.monitoring")
+                           if m in sys.modules]]))
+    """)
+    assert json.loads(out) == [True, "livedag.plot", "livedag.plot", []]
 
 
 def test_running_on_threads_loads_no_zmq_or_ui() -> None:

@@ -1,5 +1,12 @@
-"""Pictures of a recorded run, drawn with matplotlib.figure.Figure (never pyplot: no global
-state, no display needed; a notebook shows the returned Figure as a PNG).
+"""Pictures of a recorded run (Config(monitoring=True)), drawn with matplotlib.
+
+    import livedag.plot                       # or livedag.plot after `import livedag`
+    livedag.plot.timeline()                   # the tries of the run, a lane per worker
+    livedag.plot.resources()                  # what each try used
+
+Importing this module loads neither matplotlib nor the run record's reader: each picture
+imports them when it is drawn. Figures are matplotlib.figure.Figure (never pyplot: no
+global state, no display needed; a notebook shows the returned Figure as a PNG).
 
     history(run_dir) ──> tries ──> timeline(): one bar per try, a lane per worker or block,
                            │       coloured by the try's outcome
@@ -14,6 +21,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+
+__all__ = ["resources", "timeline"]
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
