@@ -23,6 +23,7 @@ import contextlib
 import dataclasses
 import fcntl
 import json
+import math
 import os
 import struct
 from typing import Any, ClassVar
@@ -47,6 +48,8 @@ class ProtocolError(ValueError):
 # in one write and one wake-up of the reader, instead of sixteen of each.
 PIPE_SIZE = 1 << 20
 IOV_MAX = 512  # buffers per writev
+BIG_RECORD = 1 << 18  # bytes: a record this big is read into a buffer of its own
+BIG_FRAME = 1 << 16  # bytes: a frame of a big record this big stays a view, not a copy
 
 
 def widen_pipe(fd: int) -> None:
@@ -169,7 +172,7 @@ class FrameReader:
                 return None
             self._filled += n
         self._big = None
-        return [_split(view[4:], keep_big=True)]
+        return [_split(view[4:], view_from=BIG_FRAME)]
 
     def feed(self, data: bytes) -> list[list[bytes]]:
         self._buf += data
@@ -207,30 +210,12 @@ def view_record(data: bytes | memoryview) -> list[memoryview]:
     a process that forwards big frames it never reads)."""
     if len(data) < 4 or _U32.unpack_from(data, 0)[0] != len(data) - 4:
         raise ProtocolError(f"not a record ({len(data)} bytes)")
-    body = memoryview(data)[4:]
-    try:
-        (count,) = _U32.unpack_from(body, 0)
-        if count > _MAX_FRAMES:
-            raise ProtocolError(f"record claims {count} frames")
-        frames = []
-        pos = 4
-        for _ in range(count):
-            (size,) = _U32.unpack_from(body, pos)
-            pos += 4
-            if pos + size > len(body):
-                raise ProtocolError("frame runs past the end of its record")
-            frames.append(body[pos : pos + size])
-            pos += size
-    except struct.error as exc:
-        raise ProtocolError(f"truncated record: {exc}") from exc
-    return frames
+    return _split(memoryview(data)[4:], view_from=0)  # type: ignore[return-value]
 
 
-BIG_RECORD = 1 << 18  # bytes: a record this big is read into a buffer of its own
-BIG_FRAME = 1 << 16  # bytes: a frame of a big record this big stays a view, not a copy
-
-
-def _split(body: memoryview, keep_big: bool = False) -> list[bytes]:
+def _split(body: memoryview, view_from: float = math.inf) -> list[bytes]:
+    """The frames of a record's body: copies, except frames of at least `view_from`
+    bytes, which stay views of the body."""
     try:
         (count,) = _U32.unpack_from(body, 0)
         if count > _MAX_FRAMES:
@@ -242,7 +227,7 @@ def _split(body: memoryview, keep_big: bool = False) -> list[bytes]:
             pos += 4
             if pos + size > len(body):
                 raise ProtocolError("frame runs past the end of its record")
-            if keep_big and size >= BIG_FRAME:
+            if size >= view_from:
                 # A view of the record's own buffer, which nothing else uses. (Typed as
                 # bytes: readers of big frames only pickle.loads or forward them.)
                 frames.append(body[pos : pos + size])  # type: ignore[arg-type]
@@ -252,7 +237,7 @@ def _split(body: memoryview, keep_big: bool = False) -> list[bytes]:
     except struct.error as exc:
         raise ProtocolError(f"truncated record: {exc}") from exc
     finally:
-        if not keep_big:
+        if view_from == math.inf:
             body.release()
     return frames
 
