@@ -121,19 +121,24 @@ def loaded(
         assert not stray, f"processes outlived the test: {stray}"
 
 
-def wait_gone(pids: set[int], *, timeout: float) -> list[int]:
+def wait_gone(pids: set[int], *, timeout: float) -> list[str]:
+    """The processes among `pids` still alive after `timeout` s, as "pid: command line"
+    (so a failure says what was left behind); they are killed."""
     deadline = time.monotonic() + timeout
     while True:
         alive = []
         for pid in pids:
             with contextlib.suppress(psutil.NoSuchProcess):
-                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                    alive.append(pid)
+                proc = psutil.Process(pid)
+                if proc.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(proc)
         if not alive or time.monotonic() > deadline:
-            for pid in alive:
+            left = []
+            for proc in alive:
                 with contextlib.suppress(psutil.NoSuchProcess):
-                    psutil.Process(pid).kill()
-            return alive
+                    left.append(f"{proc.pid}: {' '.join(proc.cmdline())[:200]}")
+                    proc.kill()
+            return left
         time.sleep(0.1)
 
 
