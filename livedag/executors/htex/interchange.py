@@ -63,7 +63,6 @@ from livedag.executors.htex.protocol import (
     decode,
     pack_frames,
     record_kind,
-    record_parts,
     unpack_record,
     view_record,
     widen_pipe,
@@ -165,8 +164,7 @@ class Interchange:
     # --- kernel side --------------------------------------------------------------
 
     def to_kernel(self, msg: Message) -> None:
-        for part in record_parts(msg.encode()):
-            self.kernel_out.append(part)
+        self.kernel_out.add_record(msg.encode())
 
     def _flush_kernel(self) -> None:
         try:

@@ -63,7 +63,6 @@ from livedag.executors.htex.protocol import (
     WorkerDeath,
     decode,
     pack_frames,
-    record_parts,
     unpack_record,
     widen_pipe,
 )
@@ -392,8 +391,7 @@ class Pool:
             tid, tries, payload = self.queue.popleft()
             w.begin((tid, tries))
             self.report.started.append((tid, tries, w.pid))
-            for part in record_parts([b"T", str(tid).encode(), str(tries).encode(), payload]):
-                w.wbuf.append(part)
+            w.wbuf.add_record([b"T", str(tid).encode(), str(tries).encode(), payload])
             self._write(w)
             if self.next_sample == 0.0:
                 self.next_sample = time.monotonic() + SAMPLE_PERIOD

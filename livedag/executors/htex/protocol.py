@@ -80,6 +80,11 @@ class SendBuffer:
             self._chunks.append(memoryview(data))
             self.size += len(data)
 
+    def add_record(self, frames: list[bytes]) -> None:
+        """Queue one record (pack_frames' bytes; big frames are not copied)."""
+        for part in record_parts(frames):
+            self.append(part)
+
     def write_to(self, fd: int) -> None:
         """Write what the pipe takes now; the rest waits. OSError (but not
         BlockingIOError) means the reader is gone."""

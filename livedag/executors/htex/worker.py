@@ -34,7 +34,7 @@ import threading
 import time
 
 from livedag.errors import DeserializationError, WorkerImportError
-from livedag.executors.htex.protocol import FrameReader, SendBuffer, pack_frames, record_parts
+from livedag.executors.htex.protocol import FrameReader, SendBuffer
 from livedag.serialize import pack_failure, pack_result, unpack_call
 
 logger = logging.getLogger("livedag.worker")
@@ -49,11 +49,11 @@ def _libc_fflush() -> object:
     return fflush
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
+def _send(fd: int, frames: list[bytes]) -> None:
+    """Write one record to a blocking pipe (a big result without one more copy)."""
+    out = SendBuffer()
+    out.add_record(frames)
+    out.write_to(fd)
 
 
 def run_call(payload: bytes, task_id: int, meter: Meter | None = None) -> bytes:
@@ -166,7 +166,7 @@ def serve(task_fd: int, result_fd: int, pool_pid: int) -> None:
     stdout, stderr = sys.stdout, sys.stderr
     reader = FrameReader()
     meter = Meter()
-    _write_all(result_fd, pack_frames([b"H", str(os.getpid()).encode()]))
+    _send(result_fd, [b"H", str(os.getpid()).encode()])
     while True:
         records = reader.read(task_fd)
         if records is None:
@@ -182,16 +182,13 @@ def serve(task_fd: int, result_fd: int, pool_pid: int) -> None:
                 what = f"{type(exc).__name__}({_exit_arg(exc)})"
                 note = f"task {tid} raised {what}, ending the worker"
                 _flush(stdout, stderr, fflush)
-                _write_all(result_fd, pack_frames([b"E", note.encode()]))
+                _send(result_fd, [b"E", note.encode()])
                 raise
             if sys.stdout is not stdout or sys.stderr is not stderr:
                 sys.stdout, sys.stderr = stdout, stderr  # an app swapped them and left
             usage = meter.stop()
             _flush(stdout, stderr, fflush)
-            out = SendBuffer()  # a big result goes out without one more copy
-            for part in record_parts([b"R", frames[1], tries, outcome, usage]):
-                out.append(part)
-            out.write_to(result_fd)
+            _send(result_fd, [b"R", frames[1], tries, outcome, usage])
 
 
 def _exit_arg(exc: BaseException) -> str:
