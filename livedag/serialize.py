@@ -108,13 +108,16 @@ def pack_call(
     """
     try:
         fn_bytes = _function_bytes(fn)
-        if _plain(args) and _plain(kwargs.values()):
+        plain = _plain(args) and _plain(kwargs.values())
+        if plain and _small(args) and _small(kwargs.values()):
             arg_bytes = pickle.dumps((args, kwargs), protocol=PROTOCOL)
             return b"".join((_U32.pack(len(fn_bytes)), fn_bytes, arg_bytes))
+        # Into one growing buffer: pickle.dumps of a 1 MiB bytes costs 20x this (its
+        # output buffer is reallocated, and the fresh memory faulted in, as it grows).
         with io.BytesIO() as f:
             f.write(_U32.pack(len(fn_bytes)))
             f.write(fn_bytes)
-            _CallPickler(f, protocol=PROTOCOL).dump((args, kwargs))
+            (pickle.Pickler if plain else _CallPickler)(f, protocol=PROTOCOL).dump((args, kwargs))
             return f.getvalue()
     except Exception as exc:
         raise _diagnose(fn, args, kwargs, exc, task_id=task_id, app_name=app_name) from exc
@@ -136,12 +139,19 @@ def unpack_call(data: bytes) -> tuple[Callable[..., Any], tuple[Any, ...], dict[
 
 _U32 = struct.Struct("<I")
 _PLAIN = frozenset({int, float, str, bytes, bool, type(None)})
+_SIZED = frozenset({str, bytes})
+BIG_ARGUMENT = 1 << 16  # bytes (or characters) from which pickle.dumps gets slow
 
 
 def _plain(values: Any) -> bool:
     """Only builtin scalars: the standard pickler is exact for them, and 5x cheaper to
     start than cloudpickle's."""
     return all(type(v) in _PLAIN for v in values)
+
+
+def _small(values: Any) -> bool:
+    """No str or bytes of BIG_ARGUMENT or more (called on plain values only)."""
+    return all(type(v) not in _SIZED or len(v) < BIG_ARGUMENT for v in values)
 
 # Worker side: functions already unpickled, by their bytes (the same bytes mean the same
 # code, defaults, closure and captured globals), so a worker rebuilds a function sent by

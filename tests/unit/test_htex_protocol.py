@@ -141,8 +141,16 @@ def test_queued_tasks_coalesce_into_batches_and_keep_their_order_with_control_me
     items: list[bytes | tuple[tuple[int, int], bytes]] = [
         ((1, 1), b"p1"), ((2, 1), b"p2"), cancel, ((3, 1), b"p3"),
     ]
-    reader = FrameReader()
-    messages = [decode(frames) for frames in reader.feed(_records(items))]
+    import os
+
+    r, w = os.pipe()
+    try:
+        _records(items).write_to(w)
+        data = os.read(r, 1 << 16)
+    finally:
+        os.close(r)
+        os.close(w)
+    messages = [decode(frames) for frames in FrameReader().feed(data)]
     assert [type(m).__name__ for m in messages] == ["TaskBatch", "Cancel", "TaskBatch"]
     first, _, last = messages
     assert isinstance(first, TaskBatch) and isinstance(last, TaskBatch)
@@ -202,3 +210,28 @@ def test_a_report_can_be_checked_in_place_and_forwarded_as_it_came() -> None:
     assert decode(FrameReader().feed(record)[0]) == msg
     with pytest.raises(ProtocolError):
         view_record(record[:-1])
+
+
+def test_big_frames_travel_as_zmq_parts_of_their_own_and_come_back_in_place() -> None:
+    from livedag.executors.htex.protocol import BIG_FRAME, unpack_parts, zmq_parts
+
+    big, small = bytes(range(256)) * (BIG_FRAME // 256), b"header"
+    msg = TaskBatch([(1, 1), (2, 1), (3, 1)], [big, small, big + b"!"])
+    parts = zmq_parts(msg.encode())
+    assert len(parts) == 3  # the record of the small frames, then each big one
+    assert parts[1] is big  # sent from the caller's buffer: nothing joined
+    back = decode(unpack_parts(parts))
+    assert isinstance(back, TaskBatch)
+    assert back.ids == msg.ids and [bytes(p) for p in back.payloads] == msg.payloads
+    # A small message is one part, the same record a pipe carries.
+    assert zmq_parts(Cancel(1, 1).encode()) == [pack_frames(Cancel(1, 1).encode())]
+
+
+def test_a_record_that_names_parts_it_did_not_bring_is_refused() -> None:
+    from livedag.executors.htex.protocol import BIG_FRAME, unpack_parts, zmq_parts
+
+    parts = zmq_parts(TaskBatch([(1, 1)], [bytes(BIG_FRAME)]).encode())
+    with pytest.raises(ProtocolError, match="more parts than came"):
+        unpack_parts(parts[:1])
+    with pytest.raises(ProtocolError, match="parts more than the record names"):
+        unpack_parts([*parts, b"stray"])

@@ -63,6 +63,7 @@ from livedag.executors.htex.protocol import (
     Ready,
     Report,
     Retire,
+    SendBuffer,
     Shutdown,
     TaskBatch,
     WorkerDeath,
@@ -507,7 +508,10 @@ class HighThroughputExecutor(Executor):
             if self._writer_exit:
                 return
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes | SendBuffer) -> None:
+        if isinstance(data, SendBuffer):
+            data.write_to(self._ix_in)  # a blocking pipe: returns when all is written
+            return
         view = memoryview(data)
         while view:
             n = os.write(self._ix_in, view)
@@ -759,9 +763,10 @@ class HighThroughputExecutor(Executor):
         return f"<HighThroughputExecutor {self.label!r} provider={self.provider!r}>"
 
 
-def _records(items: list[bytes | tuple[tuple[int, int], bytes]]) -> bytes:
-    """The bytes for queued items, in order: runs of tasks become one TaskBatch each."""
-    out: list[bytes] = []
+def _records(items: list[bytes | tuple[tuple[int, int], bytes]]) -> SendBuffer:
+    """The records for queued items, in order: runs of tasks become one TaskBatch each.
+    Big payloads are written from their own bytes (writev), never joined into a copy."""
+    out = SendBuffer()
     keys: list[tuple[int, int]] = []
     payloads: list[bytes] = []
     for item in items:
@@ -770,12 +775,12 @@ def _records(items: list[bytes | tuple[tuple[int, int], bytes]]) -> bytes:
             payloads.append(item[1])
             continue
         if keys:
-            out.append(pack_frames(TaskBatch(keys, payloads).encode()))
+            out.add_record(TaskBatch(keys, payloads).encode())
             keys, payloads = [], []
         out.append(item)
     if keys:
-        out.append(pack_frames(TaskBatch(keys, payloads).encode()))
-    return out[0] if len(out) == 1 else b"".join(out)
+        out.add_record(TaskBatch(keys, payloads).encode())
+    return out
 
 
 _RUNNING = TaskState.RUNNING

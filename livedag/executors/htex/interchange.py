@@ -61,11 +61,10 @@ from livedag.executors.htex.protocol import (
     Stop,
     TaskBatch,
     decode,
-    pack_frames,
     record_kind,
-    unpack_record,
-    view_record,
+    unpack_parts,
     widen_pipe,
+    zmq_parts,
 )
 
 logger = logging.getLogger("livedag.interchange")
@@ -213,8 +212,8 @@ class Interchange:
 
     def _send(self, identity: bytes, frames: list[bytes]) -> bool:
         try:
-            # copy=False: zmq sends big records from our buffer instead of a copy of it.
-            self.sock.send_multipart([identity, pack_frames(frames)], copy=False)
+            # copy=False: zmq sends big frames from their buffers, not from copies.
+            self.sock.send_multipart([identity, *zmq_parts(frames)], copy=False)
             return True
         except zmq.ZMQError as exc:
             if exc.errno != zmq.EHOSTUNREACH:
@@ -228,21 +227,22 @@ class Interchange:
             except zmq.Again:
                 return
             identity = frames[0].bytes
-            parts = [f.buffer for f in frames]  # zmq's own buffers: no copy
+            parts = [f.buffer for f in frames[1:]]  # zmq's own buffers: no copy
             manager = self.managers.get(identity)
             try:
-                if len(parts) != 2:
-                    raise ProtocolError(f"{len(parts) - 1} zmq frames, not 1")
-                if manager is not None and record_kind(parts[1]) == Report.kind:
+                if not parts:
+                    raise ProtocolError("an empty zmq message")
+                if manager is not None and record_kind(parts[0]) == Report.kind:
                     # Checked whole, but read in place: it goes on to the kernel as it
                     # came, results and all, without a copy or a new encoding.
-                    report = Report.from_frames(view_record(parts[1]))  # type: ignore[arg-type]
+                    report_frames = unpack_parts(parts, views=True)
+                    report = Report.from_frames(report_frames)
                     if report.manager != manager.name:
                         raise ProtocolError(f"a report signed {report.manager!r}")
                     manager.last_heard = time.monotonic()
-                    self._on_report(manager, report, parts[1])
+                    self._on_report(manager, report, report_frames)
                     continue
-                msg = decode(unpack_record(parts[1]))
+                msg = decode(unpack_parts(parts))
             except ProtocolError as exc:
                 self._rogue(identity, f"unreadable message: {exc}")
                 continue
@@ -261,13 +261,13 @@ class Interchange:
             except Exception as exc:  # a registered pool sent nonsense: log, carry on
                 self._rogue(identity, f"message that broke its handler: {exc!r}")
 
-    def _on_report(self, manager: Manager, msg: Report, record: memoryview) -> None:
+    def _on_report(self, manager: Manager, msg: Report, frames: list[bytes]) -> None:
         manager.lookahead = max(0, msg.lookahead)
         for key in msg.results:
             manager.in_flight.discard(key)
         for death in msg.deaths:
             manager.in_flight.discard((death.task_id, death.try_number))
-        self.kernel_out.append(record)  # type: ignore[arg-type]
+        self.kernel_out.add_record(frames)  # big frames: written from zmq's buffers
         if manager.retiring and not manager.in_flight:
             self._retire_idle()
 

@@ -62,9 +62,9 @@ from livedag.executors.htex.protocol import (
     TaskBatch,
     WorkerDeath,
     decode,
-    pack_frames,
-    unpack_record,
+    unpack_parts,
     widen_pipe,
+    zmq_parts,
 )
 
 logger = logging.getLogger("livedag.pool")
@@ -203,18 +203,18 @@ class Pool:
         ).encode())
 
     def _send(self, frames: list[bytes]) -> None:
-        self.sock.send(pack_frames(frames), copy=False)  # big records: zmq sends ours
+        self.sock.send_multipart(zmq_parts(frames), copy=False)  # big frames: not copied
         self.last_sent = time.monotonic()
 
     def _on_interchange(self) -> None:
         while True:
             try:
-                data = self.sock.recv(zmq.NOBLOCK, copy=False).buffer  # no copy
+                parts = [f.buffer for f in self.sock.recv_multipart(zmq.NOBLOCK, copy=False)]
             except zmq.Again:
                 return
             self.last_heard = time.monotonic()
             try:
-                msg = decode(unpack_record(data))
+                msg = decode(unpack_parts(parts))
             except ProtocolError as exc:
                 logger.error("unreadable message from the interchange: %s", exc)
                 continue

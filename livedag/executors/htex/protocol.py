@@ -7,9 +7,11 @@ Every message is a dataclass that turns into a list of byte frames (`encode`) an
 (`decode`). Headers are JSON; task payloads and results are extra frames carried as opaque
 bytes: only a worker unpickles a call, only the kernel unpickles an outcome, and nothing in
 this module ever unpickles, so a peer that sends garbage gets a ProtocolError, not code
-execution. On a pipe and on zmq alike, a message travels as one record: its frames,
-length-prefixed (`pack_frames`; `FrameReader` for pipes, `unpack_record` for a zmq
-message). One zmq frame per message, not one per part: every zmq call costs syscalls.
+execution. On a pipe, a message travels as one record: its frames, length-prefixed
+(`pack_frames`, `FrameReader`). On zmq it is the same record as one part, with one
+exception: a frame of BIG_FRAME bytes or more (an argument, a result) follows the record
+as a part of its own, so that nobody copies it into the record (`zmq_parts`,
+`unpack_parts`). Small frames never get parts of their own: every part is a zmq call.
 
 Hot messages are batches (`TaskBatch`, `Report`): one header for many tasks, so a busy
 system pays for JSON and syscalls per batch, not per task.
@@ -26,11 +28,12 @@ import json
 import math
 import os
 import struct
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 # Bumped whenever a message changes shape; a pool of another version is refused at
 # registration instead of failing later on a KeyError.
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 
 # Bytes asked of a pipe per read(). Not more: os.read allocates the full size first, and
 # a 1 MiB allocation per read costs ten times the read itself.
@@ -38,6 +41,8 @@ READ_SIZE = 1 << 16
 
 _U32 = struct.Struct("<I")
 _MAX_FRAMES = 1 << 20
+_APART_SIZE = 0xFFFFFFFF  # a frame's size in a record: "this frame is the next zmq part"
+_APART = _U32.pack(_APART_SIZE)
 
 
 class ProtocolError(ValueError):
@@ -196,10 +201,39 @@ class FrameReader:
 
 
 def unpack_record(data: bytes | memoryview) -> list[bytes]:
-    """The frames of one record received whole (a zmq message)."""
+    """The frames of one record received whole (a one-part zmq message)."""
+    return unpack_parts([data])
+
+
+def zmq_parts(frames: list[bytes]) -> list[bytes]:
+    """One message as zmq parts: a record of its frames, where each frame of BIG_FRAME
+    bytes or more is only a marker and travels as a zmq part of its own, after the
+    record. zmq then sends a big argument or result from the buffer it is in (copy=False)
+    instead of from a copy joined into one record; small frames still share one part."""
+    if all(len(f) < BIG_FRAME for f in frames):
+        return [pack_frames(frames)]
+    head = [_U32.pack(len(frames))]
+    big: list[bytes] = []
+    for frame in frames:
+        if len(frame) >= BIG_FRAME:
+            head.append(_APART)
+            big.append(frame)
+        else:
+            head.append(_U32.pack(len(frame)))
+            head.append(frame)
+    body = b"".join(head)
+    return [_U32.pack(len(body)) + body, *big]
+
+
+def unpack_parts(parts: Sequence[bytes | memoryview], views: bool = False) -> list[bytes]:
+    """The frames of a message received as zmq parts (see zmq_parts). Frames are copies,
+    except big frames sent apart (always the received buffers) and, with `views`, every
+    frame (a view into the record, for a process that forwards what it never reads)."""
+    data = parts[0]
     if len(data) < 4 or _U32.unpack_from(data, 0)[0] != len(data) - 4:
         raise ProtocolError(f"not a record ({len(data)} bytes)")
-    return _split(memoryview(data)[4:])
+    return _split(memoryview(data)[4:], view_from=0 if views else math.inf,
+                  apart=parts[1:])
 
 
 def record_kind(data: bytes | memoryview) -> bytes:
@@ -213,23 +247,29 @@ def record_kind(data: bytes | memoryview) -> bytes:
 def view_record(data: bytes | memoryview) -> list[memoryview]:
     """Like unpack_record, but the frames are views into `data`: nothing is copied (for
     a process that forwards big frames it never reads)."""
-    if len(data) < 4 or _U32.unpack_from(data, 0)[0] != len(data) - 4:
-        raise ProtocolError(f"not a record ({len(data)} bytes)")
-    return _split(memoryview(data)[4:], view_from=0)  # type: ignore[return-value]
+    return unpack_parts([data], views=True)  # type: ignore[return-value]
 
 
-def _split(body: memoryview, view_from: float = math.inf) -> list[bytes]:
+def _split(body: memoryview, view_from: float = math.inf,
+           apart: Sequence[bytes | memoryview] = ()) -> list[bytes]:
     """The frames of a record's body: copies, except frames of at least `view_from`
-    bytes, which stay views of the body."""
+    bytes, which stay views of the body, and frames sent `apart` (zmq_parts)."""
     try:
         (count,) = _U32.unpack_from(body, 0)
         if count > _MAX_FRAMES:
             raise ProtocolError(f"record claims {count} frames")
         frames: list[bytes] = []
         pos = 4
+        taken = 0
         for _ in range(count):
             (size,) = _U32.unpack_from(body, pos)
             pos += 4
+            if size == _APART_SIZE:
+                if taken >= len(apart):
+                    raise ProtocolError("record names more parts than came with it")
+                frames.append(apart[taken])  # type: ignore[arg-type]
+                taken += 1
+                continue
             if pos + size > len(body):
                 raise ProtocolError("frame runs past the end of its record")
             if size >= view_from:
@@ -239,6 +279,8 @@ def _split(body: memoryview, view_from: float = math.inf) -> list[bytes]:
             else:
                 frames.append(bytes(body[pos : pos + size]))
             pos += size
+        if taken != len(apart):
+            raise ProtocolError(f"{len(apart) - taken} zmq parts more than the record names")
     except struct.error as exc:
         raise ProtocolError(f"truncated record: {exc}") from exc
     finally:
