@@ -63,6 +63,7 @@ DUMP_AFTER_ENV = "BENCH_DUMP_STACKS_AFTER_S"
 # How long a child may take to exit after it has reported, before it is killed
 # (a hang at exit is noted but does not void the figures it already gave).
 EXIT_GRACE_S = 30.0
+ORPHAN_GRACE_S = 3.0  # seconds an engine's processes may outlive its child before they are killed
 
 
 # ---------------------------------------------------------------------------------------
@@ -196,8 +197,19 @@ def run_child(argv: Sequence[str], timeout_s: float) -> RunOutcome:
             text=True,
             start_new_session=True,
         )
-        lines = _pump_lines(proc)
-        outcome = _read_outcome(proc, lines, start + timeout_s, timeout_s)
+        _LIVE_GROUPS.add(proc.pid)
+        try:
+            lines = _pump_lines(proc)
+            outcome = _read_outcome(proc, lines, start + timeout_s, timeout_s)
+            # An engine may leave processes behind after its child exited (Parsl's
+            # interchange and pools do when the child is killed): they would eat CPU in
+            # the next measurement. Say so, and end them.
+            if _group_outlives(proc.pid, ORPHAN_GRACE_S):
+                outcome.notes.append(f"left processes running {ORPHAN_GRACE_S:.0f} s after "
+                                     "it exited; killed")
+        finally:
+            _kill_group(proc.pid)
+            _LIVE_GROUPS.discard(proc.pid)
         err.seek(0)
         stderr_tail = "".join(err.readlines()[-STDERR_TAIL_LINES:])
     outcome.wall_s = time.perf_counter() - start
@@ -259,6 +271,42 @@ def _parse_report(text: str) -> RunOutcome:
     if "error" in report:
         return RunOutcome(error=report["error"], detail=report.get("traceback", ""))
     return RunOutcome(metrics={k: float(v) for k, v in report["metrics"].items()})
+
+
+# Process groups of children still running: ended if this harness is interrupted.
+_LIVE_GROUPS: set[int] = set()
+
+
+def _kill_group(pgid: int) -> None:
+    """SIGKILL what is left of a child's process group."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def _group_outlives(pgid: int, grace_s: float) -> bool:
+    """True if some process of the group is still alive after `grace_s` seconds."""
+    deadline = time.perf_counter() + grace_s
+    while True:
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        if time.perf_counter() >= deadline:
+            return True
+        time.sleep(0.05)
+
+
+def end_children_on_signals() -> None:
+    """On SIGTERM / SIGINT, kill every running child's process group, then exit: an
+    interrupted benchmark leaves no engine processes behind."""
+
+    def handler(signum: int, frame: object) -> None:
+        for pgid in list(_LIVE_GROUPS):
+            _kill_group(pgid)
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
 
 
 def _kill(proc: subprocess.Popen[str]) -> None:
@@ -640,6 +688,7 @@ def split_list(text: str, allowed: Sequence[str], what: str) -> list[str]:
 def main_for(title: str, workloads: Sequence[Workload], argv: Sequence[str] | None = None) -> int:
     """The whole command: parse options, describe the machine, run, print, write JSON."""
     args = make_parser(title, workloads).parse_args(argv)
+    end_children_on_signals()
     engines = split_list(args.engines, KNOWN_ENGINES, "engine")
     selected = list(workloads)
     if args.only:
