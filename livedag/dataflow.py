@@ -242,11 +242,11 @@ class DataFlowKernel:
         deps = self._gather(record.args, record.kwargs)
         self.tasks[record.id] = record
         if self.bus.active:
-            self.bus.publish(ev.TaskCreated(
-                time.time(), record.id, record.app_name, record.kind, record.executor,
-                tuple(d.tid for d in deps if isinstance(d, (AppFuture, DataFuture))),
-                record.origin, ev.summarize_args(record.args, record.kwargs),
-            ))
+            dep_ids = tuple(d.tid for d in deps if isinstance(d, (AppFuture, DataFuture))
+                            ) if deps else ()
+            self.bus.emit(ev.TaskCreated, time.time(), record.id, record.app_name, record.kind,
+                          record.executor, dep_ids, record.origin,
+                          ev.summarize_args(record.args, record.kwargs))
         if deps:
             record.depends_on = deps
             # One extra count while callbacks are added: an input that is already done
@@ -367,7 +367,7 @@ class DataFlowKernel:
         check_move(record.id, record.state, new)
         record.state = new
         if self.bus.active:
-            self.bus.publish(ev.TaskStateChanged(time.time(), record.id, new, record.try_number))
+            self.bus.emit(ev.TaskStateChanged, time.time(), record.id, new, record.try_number)
 
     def _dep_done(self, record: TaskRecord, _dep: Future[Any] | None) -> None:
         with self._lock:

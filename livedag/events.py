@@ -1,9 +1,10 @@
 """The event stream between the engine and everything that watches it.
 
-    DataFlowKernel ──publish(event)──> EventBus ──> [subscriber queue] ──thread──> callback
-    executors ───────publish(event)──┘        └──> [subscriber queue] ──thread──> callback
+    DataFlowKernel ──emit(kind, fields)──> EventBus ──> [subscriber queue] ──thread──> callback
+    executors ───────publish(event)──────┘        └──> [subscriber queue] ──thread──> callback
 
-Events are frozen dataclasses. `publish` only appends to each subscriber's queue, so the
+Events are frozen dataclasses. `publish` (an Event) and `emit` (its class and fields, built
+when a subscriber reads it: see Batch) only append to each subscriber's queue, so the
 engine never waits for a subscriber: each subscriber has its own delivery thread, gets
 events in order, in batches when it falls behind, and a subscriber that raises is logged
 and keeps receiving. The widget, the run record, the headless summary and the tests all
@@ -12,13 +13,12 @@ read this one stream.
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar, dataclass_transform
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar, dataclass_transform, overload
 
 from livedag.task import TaskState
 
@@ -155,6 +155,66 @@ class KernelChanged(Event):
 Callback = Callable[[Sequence[Event]], None]
 
 
+class Batch(Sequence[Event]):
+    """The events one delivery hands a subscriber, in the order they were published.
+
+    The kernel queues its own events as records (the class, the number of fields, the
+    fields: values the garbage collector does not track), and each is built into its
+    Event here, when the subscriber reads it. An Event object that waited in the queue
+    instead would be counted by the collector when made and uncounted when freed, in
+    bulk, on this thread, after a collection had already reset the count: queued events
+    made the engine's collections come more often, the full ones too (bench/monitoring.py:
+    more than half the price of a null subscriber). Read it once with `for`; indexing or
+    len() builds and keeps the whole list.
+    """
+
+    __slots__ = ("_built", "_items")
+
+    def __init__(self, items: list[Any]) -> None:
+        self._items = items
+        self._built: list[Event] | None = None
+
+    def __iter__(self) -> Iterator[Event]:
+        if self._built is not None:
+            return iter(self._built)
+        return _build(self._items)
+
+    def _all(self) -> list[Event]:
+        if self._built is None:
+            self._built = list(_build(self._items))
+            self._items = []
+        return self._built
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+    @overload
+    def __getitem__(self, index: int) -> Event: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Event]: ...
+
+    def __getitem__(self, index: int | slice) -> Event | list[Event]:
+        return self._all()[index]
+
+    def __repr__(self) -> str:
+        return f"<events.Batch of {len(self._all())} events>"
+
+
+def _build(items: list[Any]) -> Iterator[Event]:
+    """The events of a queue's items: Event objects as they are, records built."""
+    i, n = 0, len(items)
+    while i < n:
+        item = items[i]
+        if type(item) is type:  # a record: the class, its number of fields, the fields
+            k = items[i + 1]
+            yield item(*items[i + 2:i + 2 + k])
+            i += 2 + k
+        else:
+            yield item
+            i += 1
+
+
 class Subscription:
     """One subscriber: its queue and its delivery thread."""
 
@@ -163,7 +223,11 @@ class Subscription:
         self.delay = delay
         self.callback = callback
         self.name = name
-        self.queue: collections.deque[Event] = collections.deque()
+        # A list, not a deque: publishers append at the end, the delivery thread takes a
+        # whole batch with two C-level slice operations instead of a pop per event.
+        # Items are Event objects, flush markers, and records laid end to end (emit()).
+        self.queue: list[Any] = []
+        self._flushes: list[threading.Event] = []  # markers of flush() calls under way
         self.wakeup = threading.Event()
         self.closed = False
         self.errors = 0
@@ -171,7 +235,7 @@ class Subscription:
         self.thread.start()
 
     def _run(self) -> None:
-        queue, wakeup = self.queue, self.wakeup
+        queue, wakeup, flushes = self.queue, self.wakeup, self._flushes
         while True:
             wakeup.wait()
             # Let a burst gather first: while the flag stays set, publishers skip set(),
@@ -179,24 +243,33 @@ class Subscription:
             time.sleep(self.delay)
             # Clear before draining: an event appended after this line sets it again.
             wakeup.clear()
-            batch: list[Event] = []
-            while queue:
-                item = queue.popleft()
-                if isinstance(item, threading.Event):  # a flush() marker
-                    self._deliver(batch)
-                    batch = []
-                    item.set()
-                else:
-                    batch.append(item)
-            self._deliver(batch)
+            # Take what is there in one go. Each of these two lines is one C call under
+            # the GIL, and publishers only append at the end, so nothing is lost or split.
+            n = len(queue)
+            batch = queue[:n]
+            del queue[:n]
+            if flushes:  # someone waits in flush(): deliver up to each marker, then set it
+                self._deliver_marked(batch)
+            else:
+                self._deliver(batch)
             if self.closed and not queue:
                 return
 
-    def _deliver(self, batch: list[Event]) -> None:
+    def _deliver_marked(self, batch: list[Any]) -> None:
+        start = 0
+        for i, item in enumerate(batch):
+            if type(item) is threading.Event:
+                self._deliver(batch[start:i])
+                item.set()
+                self._flushes.remove(item)
+                start = i + 1
+        self._deliver(batch[start:] if start else batch)
+
+    def _deliver(self, batch: list[Any]) -> None:
         if not batch:
             return
         try:
-            self.callback(batch)
+            self.callback(Batch(batch))
         except Exception:
             self.errors += 1
             # Log the first failures in full, then one line per hundred.
@@ -214,7 +287,10 @@ class Subscription:
         if not self.thread.is_alive():
             return not self.queue
         marker = threading.Event()
-        self.queue.append(marker)  # type: ignore[arg-type]
+        # Known as a flush before it is queued: a batch taken without seeing it in
+        # _flushes holds no marker.
+        self._flushes.append(marker)
+        self.queue.append(marker)
         self.wakeup.set()
         return marker.wait(timeout)
 
@@ -225,11 +301,9 @@ class EventBus:
     def __init__(self) -> None:
         self._subs: tuple[Subscription, ...] = ()
         self._lock = threading.Lock()
-
-    @property
-    def active(self) -> bool:
-        """True when someone listens: the kernel builds no events otherwise."""
-        return bool(self._subs)
+        # True when someone listens: the kernel builds no events otherwise. An attribute,
+        # not a property: the kernel reads it a few times per task.
+        self.active = False
 
     def subscribe(
         self, callback: Callback, *, name: str = "", delay: float = BATCH_DELAY
@@ -243,15 +317,31 @@ class EventBus:
         sub = Subscription(self, callback, label, delay)
         with self._lock:
             self._subs = (*self._subs, sub)
+            self.active = True
         return sub
 
     def _remove(self, sub: Subscription) -> None:
         with self._lock:
             self._subs = tuple(s for s in self._subs if s is not sub)
+            self.active = bool(self._subs)
 
     def publish(self, event: Event) -> None:
         for sub in self._subs:
             sub.queue.append(event)
+            if not sub.wakeup.is_set():
+                sub.wakeup.set()
+
+    def emit(self, kind: type[Event], *fields: Any) -> None:
+        """Publish `kind(*fields)`; subscribers build it when they read it (see Batch).
+
+        For the kernel's own events, on its hot path. The fields wait in the queues until
+        delivered, so they should be values not made for this event alone, or ones the
+        garbage collector does not track: numbers, strings, None, enum members, tuples
+        of numbers.
+        """
+        record = (kind, len(fields), *fields)
+        for sub in self._subs:
+            sub.queue.extend(record)  # one C call: a batch never takes half a record
             if not sub.wakeup.is_set():
                 sub.wakeup.set()
 
@@ -266,6 +356,8 @@ class EventBus:
 
 def summarize_args(args: tuple[Any, ...], kwargs: dict[str, Any], limit: int = 120) -> str:
     """A short, safe text for the arguments of a call (for the widget and the run record)."""
+    if not args and not kwargs:
+        return ""
     parts = [_short(a) for a in args]
     parts += [f"{k}={_short(v)}" for k, v in kwargs.items()]
     text = ", ".join(parts)

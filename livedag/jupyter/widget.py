@@ -21,6 +21,7 @@ synced state, so a click needs no kernel round trip; only resubmit/cancel reach 
 from __future__ import annotations
 
 import collections
+import itertools
 import logging
 import queue
 import threading
@@ -109,11 +110,15 @@ class DagWidget(anywidget.AnyWidget):
         """Fold what the bus delivered (call with the lock held)."""
         inbox = self._inbox
         while inbox:
-            batch = inbox.popleft()
-            self.graph.apply(batch)
-            self.timeline.apply(batch)
-            if type(batch[-1]) is ev.KernelChanged and batch[-1].state == "cleanup":
-                self._stopping = True
+            # Each event is built once for both views, a few hundred at a time: events
+            # alive together are what makes the garbage collector run (events.Batch).
+            events = iter(inbox.popleft())
+            while chunk := list(itertools.islice(events, 256)):
+                self.graph.apply(chunk)
+                self.timeline.apply(chunk)
+                last = chunk[-1]
+                if type(last) is ev.KernelChanged and last.state == "cleanup":
+                    self._stopping = True
 
     def settled(self, timeout: float = 0.0) -> Graph:
         """The view model with every delivered event folded in (read it, don't keep it);
