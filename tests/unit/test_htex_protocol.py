@@ -19,6 +19,7 @@ from livedag.executors.htex.protocol import (
     WorkerDeath,
     decode,
     pack_frames,
+    unpack_record,
 )
 
 
@@ -235,3 +236,14 @@ def test_a_record_that_names_parts_it_did_not_bring_is_refused() -> None:
         unpack_parts(parts[:1])
     with pytest.raises(ProtocolError, match="parts more than the record names"):
         unpack_parts([*parts, b"stray"])
+
+
+def test_a_record_with_bytes_after_its_last_frame_is_refused() -> None:
+    import struct
+
+    record = pack_frames([b"cancel", b"{}"])
+    padded = struct.pack("<I", len(record) - 4 + 3) + record[4:] + b"xyz"
+    with pytest.raises(ProtocolError, match="bytes after the last frame"):
+        unpack_record(padded)
+    with pytest.raises(ProtocolError, match="bytes after the last frame"):
+        FrameReader().feed(padded)

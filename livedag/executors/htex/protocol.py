@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 
 # Bumped whenever a message changes shape; a pool of another version is refused at
 # registration instead of failing later on a KeyError.
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 
 # Bytes asked of a pipe per read(). Not more: os.read allocates the full size first, and
 # a 1 MiB allocation per read costs ten times the read itself.
@@ -115,29 +115,43 @@ class SendBuffer:
         self.size = 0
 
 
-# --- framing over pipes -------------------------------------------------------------
+# --- framing ------------------------------------------------------------------------
+#
+# A record: u32 size of the rest | u32 frame count n | n x u32 frame sizes | the frames'
+# bytes, one after the other. All sizes come first, so one struct call packs or reads
+# them (a record is packed or split a dozen times per task on its way). A size of
+# _APART_SIZE marks a frame that is not in the record: on zmq it is the next part.
+
+_SIZES: dict[int, struct.Struct] = {}
+
+
+def _sizes(count: int) -> struct.Struct:
+    """The struct of `count` u32 (cached: most records have the same few counts)."""
+    packer = _SIZES.get(count)
+    if packer is None:
+        packer = struct.Struct(f"<{count}I")
+        if len(_SIZES) < 64:
+            _SIZES[count] = packer
+    return packer
 
 
 def pack_frames(frames: list[bytes]) -> bytes:
-    """One record: frame count, then each frame as length + bytes."""
-    parts = [_U32.pack(len(frames))]
-    for frame in frames:
-        parts.append(_U32.pack(len(frame)))
-        parts.append(frame)
-    body = b"".join(parts)
-    return _U32.pack(len(body)) + body
+    """One record of these frames."""
+    sizes = [len(f) for f in frames]
+    count = len(sizes)
+    return b"".join([_sizes(count + 2).pack(4 + 4 * count + sum(sizes), count, *sizes),
+                     *frames])
 
 
 def record_parts(frames: list[bytes]) -> list[bytes]:
     """pack_frames as a list of parts for SendBuffer: big frames are not copied."""
-    total = 4 + sum(4 + len(f) for f in frames)
-    if total < 1 << 16:
-        return [pack_frames(frames)]
-    parts = [_U32.pack(total) + _U32.pack(len(frames))]
-    for frame in frames:
-        parts.append(_U32.pack(len(frame)))
-        parts.append(frame)
-    return parts
+    sizes = [len(f) for f in frames]
+    count = len(sizes)
+    total = sum(sizes)
+    head = _sizes(count + 2).pack(4 + 4 * count + total, count, *sizes)
+    if total < BIG_FRAME:
+        return [b"".join([head, *frames])]
+    return [head, *frames]
 
 
 class FrameReader:
@@ -150,7 +164,7 @@ class FrameReader:
     """
 
     def __init__(self) -> None:
-        self._buf = bytearray()
+        self._buf = bytearray()  # the start of a record whose rest has not come yet
         self._big: bytearray | None = None  # the record being read into its own buffer
         self._filled = 0
 
@@ -182,21 +196,26 @@ class FrameReader:
                 return None
             self._filled += n
         self._big = None
-        return [_split(view[4:], view_from=BIG_FRAME)]
+        return [_split(view, 4, len(big), view_from=BIG_FRAME)]
 
     def feed(self, data: bytes) -> list[list[bytes]]:
-        self._buf += data
-        out: list[list[bytes]] = []
         buf = self._buf
-        pos = 0
-        while len(buf) - pos >= 4:
-            (size,) = _U32.unpack_from(buf, pos)
-            if len(buf) - pos - 4 < size:
+        if buf:  # a record was cut between reads
+            buf += data
+            if len(buf) < 4 or len(buf) - 4 < _U32.unpack_from(buf, 0)[0]:
+                return []  # its rest has still not come
+            data = bytes(buf)
+            buf.clear()
+        out: list[list[bytes]] = []
+        pos, end = 0, len(data)
+        while end - pos >= 4:
+            (size,) = _U32.unpack_from(data, pos)
+            if end - pos - 4 < size:
                 break
-            out.append(_split(memoryview(buf)[pos + 4 : pos + 4 + size]))
+            out.append(_split(data, pos + 4, pos + 4 + size))
             pos += 4 + size
-        if pos:
-            del buf[:pos]
+        if pos < end:
+            buf += memoryview(data)[pos:]
         return out
 
 
@@ -207,22 +226,20 @@ def unpack_record(data: bytes | memoryview) -> list[bytes]:
 
 def zmq_parts(frames: list[bytes]) -> list[bytes]:
     """One message as zmq parts: a record of its frames, where each frame of BIG_FRAME
-    bytes or more is only a marker and travels as a zmq part of its own, after the
-    record. zmq then sends a big argument or result from the buffer it is in (copy=False)
-    instead of from a copy joined into one record; small frames still share one part."""
-    if all(len(f) < BIG_FRAME for f in frames):
-        return [pack_frames(frames)]
-    head = [_U32.pack(len(frames))]
-    big: list[bytes] = []
-    for frame in frames:
-        if len(frame) >= BIG_FRAME:
-            head.append(_APART)
-            big.append(frame)
-        else:
-            head.append(_U32.pack(len(frame)))
-            head.append(frame)
-    body = b"".join(head)
-    return [_U32.pack(len(body)) + body, *big]
+    bytes or more is only a size of _APART_SIZE and travels as a zmq part of its own,
+    after the record. zmq then sends a big argument or result from the buffer it is in
+    (copy=False) instead of from a copy joined into one record; small frames still
+    share one part."""
+    sizes = [len(f) for f in frames]
+    count = len(sizes)
+    if max(sizes, default=0) < BIG_FRAME:
+        head = _sizes(count + 2).pack(4 + 4 * count + sum(sizes), count, *sizes)
+        return [b"".join([head, *frames])]
+    small = [f for f in frames if len(f) < BIG_FRAME]
+    big = [f for f in frames if len(f) >= BIG_FRAME]
+    marked = [size if size < BIG_FRAME else _APART_SIZE for size in sizes]
+    body = 4 + 4 * count + sum(len(f) for f in small)
+    return [b"".join([_sizes(count + 2).pack(body, count, *marked), *small]), *big]
 
 
 def unpack_parts(parts: Sequence[bytes | memoryview], views: bool = False) -> list[bytes]:
@@ -232,16 +249,19 @@ def unpack_parts(parts: Sequence[bytes | memoryview], views: bool = False) -> li
     data = parts[0]
     if len(data) < 4 or _U32.unpack_from(data, 0)[0] != len(data) - 4:
         raise ProtocolError(f"not a record ({len(data)} bytes)")
-    return _split(memoryview(data)[4:], view_from=0 if views else math.inf,
-                  apart=parts[1:])
+    return _split(data, 4, len(data), view_from=0 if views else math.inf, apart=parts[1:])
 
 
 def record_kind(data: bytes | memoryview) -> bytes:
     """The first frame (the message kind) of a whole record, without unpacking the rest."""
-    if len(data) < 12:
+    try:
+        count, size = struct.unpack_from("<II", data, 4)
+    except struct.error:
         return b""
-    (size,) = _U32.unpack_from(data, 8)
-    return bytes(data[12 : 12 + min(size, 32)])
+    first = 8 + 4 * count
+    if count == 0 or size == _APART_SIZE or first + size > len(data):
+        return b""
+    return bytes(data[first : first + min(size, 32)])
 
 
 def view_record(data: bytes | memoryview) -> list[memoryview]:
@@ -250,42 +270,47 @@ def view_record(data: bytes | memoryview) -> list[memoryview]:
     return unpack_parts([data], views=True)  # type: ignore[return-value]
 
 
-def _split(body: memoryview, view_from: float = math.inf,
+def _split(buf: bytes | bytearray | memoryview, start: int, end: int,
+           view_from: float = math.inf,
            apart: Sequence[bytes | memoryview] = ()) -> list[bytes]:
-    """The frames of a record's body: copies, except frames of at least `view_from`
-    bytes, which stay views of the body, and frames sent `apart` (zmq_parts)."""
+    """The frames of the record body buf[start:end]: copies, except frames of at least
+    `view_from` bytes, which are views of `buf`, and frames sent `apart` (zmq_parts)."""
     try:
-        (count,) = _U32.unpack_from(body, 0)
+        (count,) = _U32.unpack_from(buf, start)
         if count > _MAX_FRAMES:
             raise ProtocolError(f"record claims {count} frames")
-        frames: list[bytes] = []
-        pos = 4
-        taken = 0
-        for _ in range(count):
-            (size,) = _U32.unpack_from(body, pos)
-            pos += 4
-            if size == _APART_SIZE:
-                if taken >= len(apart):
-                    raise ProtocolError("record names more parts than came with it")
-                frames.append(apart[taken])  # type: ignore[arg-type]
-                taken += 1
-                continue
-            if pos + size > len(body):
-                raise ProtocolError("frame runs past the end of its record")
-            if size >= view_from:
-                # A view of the record's own buffer, which nothing else uses. (Typed as
-                # bytes: readers of big frames only pickle.loads or forward them.)
-                frames.append(body[pos : pos + size])  # type: ignore[arg-type]
-            else:
-                frames.append(bytes(body[pos : pos + size]))
-            pos += size
-        if taken != len(apart):
-            raise ProtocolError(f"{len(apart) - taken} zmq parts more than the record names")
+        pos = start + 4 + 4 * count
+        if pos > end:
+            raise ProtocolError("truncated record: its frame sizes run past its end")
+        sizes = _sizes(count).unpack_from(buf, start + 4)
     except struct.error as exc:
         raise ProtocolError(f"truncated record: {exc}") from exc
-    finally:
-        if view_from == math.inf:
-            body.release()
+    sliced = type(buf) is bytes  # slicing bytes copies once; other buffers need bytes()
+    frames: list[bytes] = []
+    taken = 0
+    for size in sizes:
+        if size == _APART_SIZE:
+            if taken >= len(apart):
+                raise ProtocolError("record names more parts than came with it")
+            frames.append(apart[taken])  # type: ignore[arg-type]
+            taken += 1
+            continue
+        stop = pos + size
+        if stop > end:
+            raise ProtocolError("frame runs past the end of its record")
+        if size >= view_from:
+            # A view of the record's own buffer, which nothing else uses. (Typed as
+            # bytes: readers of big frames only pickle.loads or forward them.)
+            frames.append(memoryview(buf)[pos:stop])  # type: ignore[arg-type]
+        elif sliced:
+            frames.append(buf[pos:stop])  # type: ignore[arg-type]
+        else:
+            frames.append(bytes(buf[pos:stop]))
+        pos = stop
+    if pos != end:
+        raise ProtocolError(f"{end - pos} bytes after the last frame of a record")
+    if taken != len(apart):
+        raise ProtocolError(f"{len(apart) - taken} zmq parts more than the record names")
     return frames
 
 
