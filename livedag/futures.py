@@ -10,7 +10,9 @@ future goes back to pending and later holds the new outcome.
 
 from __future__ import annotations
 
+import _thread
 import concurrent.futures._base as _cf
+import contextlib
 import functools
 import operator
 import os
@@ -23,11 +25,74 @@ if TYPE_CHECKING:
     from livedag.task import TaskRecord, TryRecord
 
 
+class _Condition:
+    """threading.Condition (on an RLock, as Future's own) in two objects the garbage
+    collector tracks instead of eight: a threading.Condition keeps an RLock, a deque
+    and five bound methods of the lock. A notebook keeps thousands of futures, and each
+    tracked object makes every collection longer; waiters are listed only while one
+    waits."""
+
+    __slots__ = ("_lock", "_waiters")
+
+    def __init__(self) -> None:
+        self._lock = _thread.RLock()
+        self._waiters: list[Any] | None = None
+
+    def __enter__(self) -> bool:
+        return self._lock.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        return self._lock.acquire(blocking, timeout)
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """As threading.Condition.wait: the caller holds the lock."""
+        waiter = _thread.allocate_lock()
+        waiter.acquire()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(waiter)
+        saved = self._lock._release_save()  # type: ignore[attr-defined]
+        got = False
+        try:
+            if timeout is None:
+                got = waiter.acquire()
+            elif timeout > 0:
+                got = waiter.acquire(True, timeout)
+            else:
+                got = waiter.acquire(False)
+            return got
+        finally:
+            self._lock._acquire_restore(saved)  # type: ignore[attr-defined]
+            if not got:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+
+    def notify_all(self) -> None:
+        """As threading.Condition.notify_all: the caller holds the lock."""
+        waiters = self._waiters
+        if waiters:
+            for waiter in waiters:
+                waiter.release()
+            waiters.clear()
+
+
 class AppFuture(Future[Any]):
     """The future of one app call (one task)."""
 
     def __init__(self, task_record: TaskRecord, dfk: DataFlowKernel) -> None:
-        super().__init__()
+        # Future.__init__'s fields, with a condition the collector tracks less of.
+        self._condition = _Condition()  # type: ignore[assignment]
+        self._state = _cf.PENDING
+        self._result: Any = None
+        self._exception: BaseException | None = None
+        self._waiters: list[Any] = []
+        self._done_callbacks: list[Any] = []
         self.task_record = task_record
         self._dfk = dfk
 
