@@ -6,7 +6,9 @@
 Events are frozen dataclasses. `publish` (an Event) and `emit` (its class and fields, built
 when a subscriber reads it: see Batch) only append to each subscriber's queue, so the
 engine never waits for a subscriber: each subscriber has its own delivery thread, gets
-events in order, in batches when it falls behind, and a subscriber that raises is logged
+events in the order each publisher made them (a task's events always in order; events
+of two threads publishing at once may interleave differently for two subscribers), in
+batches when it falls behind, and a subscriber that raises is logged
 and keeps receiving. The widget, the run record, the headless summary and the tests all
 read this one stream.
 """
