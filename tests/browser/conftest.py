@@ -27,7 +27,10 @@ def _require() -> None:
     pytest.skip(why)
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: JupyterLab, its kernels and Chromium end with the browser
+# tests. Kept for the session, Chromium started a utility process in the middle of a later
+# Slurm test, whose check that nothing outlives it then failed.
+@pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     _require()
     try:
@@ -37,7 +40,7 @@ def lab(tmp_path_factory):
         pytest.fail(str(exc))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
     _require()
     with harness.chromium() as b:
