@@ -135,23 +135,26 @@ def _sizes(count: int) -> struct.Struct:
     return packer
 
 
+def _head(sizes: list[int], inline: int) -> bytes:
+    """A record's first bytes: its size, its frame count and the frames' sizes, for a
+    record that carries `inline` bytes of frames itself."""
+    count = len(sizes)
+    return _sizes(count + 2).pack(4 + 4 * count + inline, count, *sizes)
+
+
 def pack_frames(frames: list[bytes]) -> bytes:
     """One record of these frames."""
     sizes = [len(f) for f in frames]
-    count = len(sizes)
-    return b"".join([_sizes(count + 2).pack(4 + 4 * count + sum(sizes), count, *sizes),
-                     *frames])
+    return b"".join([_head(sizes, sum(sizes)), *frames])
 
 
 def record_parts(frames: list[bytes]) -> list[bytes]:
     """pack_frames as a list of parts for SendBuffer: big frames are not copied."""
     sizes = [len(f) for f in frames]
-    count = len(sizes)
     total = sum(sizes)
-    head = _sizes(count + 2).pack(4 + 4 * count + total, count, *sizes)
     if total < BIG_FRAME:
-        return [b"".join([head, *frames])]
-    return [head, *frames]
+        return [b"".join([_head(sizes, total), *frames])]
+    return [_head(sizes, total), *frames]
 
 
 class FrameReader:
@@ -231,15 +234,12 @@ def zmq_parts(frames: list[bytes]) -> list[bytes]:
     (copy=False) instead of from a copy joined into one record; small frames still
     share one part."""
     sizes = [len(f) for f in frames]
-    count = len(sizes)
     if max(sizes, default=0) < BIG_FRAME:
-        head = _sizes(count + 2).pack(4 + 4 * count + sum(sizes), count, *sizes)
-        return [b"".join([head, *frames])]
+        return [b"".join([_head(sizes, sum(sizes)), *frames])]
     small = [f for f in frames if len(f) < BIG_FRAME]
     big = [f for f in frames if len(f) >= BIG_FRAME]
     marked = [size if size < BIG_FRAME else _APART_SIZE for size in sizes]
-    body = 4 + 4 * count + sum(len(f) for f in small)
-    return [b"".join([_sizes(count + 2).pack(body, count, *marked), *small]), *big]
+    return [b"".join([_head(marked, sum(len(f) for f in small)), *small]), *big]
 
 
 def unpack_parts(parts: Sequence[bytes | memoryview], views: bool = False) -> list[bytes]:
