@@ -310,8 +310,7 @@ def end_children_on_signals() -> None:
 
 
 def _kill(proc: subprocess.Popen[str]) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)  # the child's own group, see start_new_session
+    _kill_group(proc.pid)  # the child's own group, see start_new_session
     proc.wait()
 
 

@@ -60,6 +60,20 @@ def wait_state(page, tid, state, timeout=20_000):
         }""", arg=[tid, state], timeout=timeout)
 
 
+def cancel_task_1_while_cell_3_runs(page):
+    """Run cells 1-3 (task 1 pending), start cell 4 without waiting, then click Cancel on
+    task 1 while that cell keeps the kernel busy. The time of the click."""
+    for i in range(3):
+        run(page, i)
+    wait_state(page, 1, "pending")
+    run(page, 3, wait=False)
+    time.sleep(0.5)
+    node(page, 1).click()
+    started = time.monotonic()
+    page.locator(".livedag-dag .ld-panel .ld-cancel").first.click()
+    return started
+
+
 def shot(page, name):
     ARTIFACTS.mkdir(exist_ok=True)
     page.locator(".livedag-dag").first.screenshot(path=str(ARTIFACTS / f"{name}.png"))
@@ -136,14 +150,7 @@ def test_click_while_cell_busy(lab, page):
         "gate.set()\nprint('cancelled:', p.cancelled())",
     ]
     open_notebook(page, lab, "busy.ipynb", cells)
-    for i in range(3):
-        run(page, i)
-    wait_state(page, 1, "pending")
-    run(page, 3, wait=False)  # busy until the task is cancelled
-    time.sleep(0.5)
-    node(page, 1).click()
-    started = time.monotonic()
-    page.locator(".livedag-dag .ld-panel .ld-cancel").first.click()
+    started = cancel_task_1_while_cell_3_runs(page)  # busy until the task is cancelled
     wait_state(page, 1, "cancelled", timeout=15_000)
     elapsed = time.monotonic() - started
     status = page.locator(".livedag-dag .ld-status").first.inner_text()
@@ -179,13 +186,7 @@ def test_click_queued_while_a_kernel_without_subshells_is_busy(lab, page):
       return (await k.info).supported_features || [];
     }""")
     assert "kernel subshells" not in features, features
-    for i in range(3):
-        run(page, i)
-    wait_state(page, 1, "pending")
-    run(page, 3, wait=False)  # busy until the test releases it
-    time.sleep(0.5)
-    node(page, 1).click()
-    page.locator(".livedag-dag .ld-panel .ld-cancel").first.click()
+    cancel_task_1_while_cell_3_runs(page)  # busy until the test releases it
     status = page.locator(".livedag-dag .ld-status").first
     page.wait_for_function(
         """() => document.querySelector('.livedag-dag .ld-status').textContent

@@ -196,13 +196,13 @@ def test_big_records_cross_a_nonblocking_pipe_in_partial_writes_intact() -> None
 
 
 def test_a_report_can_be_checked_in_place_and_forwarded_as_it_came() -> None:
-    from livedag.executors.htex.protocol import record_kind, view_record
+    from livedag.executors.htex.protocol import record_kind, unpack_parts
 
     big = b"r" * 200_000
     msg = Report(results=[(3, 1)], result_data=[big], usage=[(0.1, 5.0, 0.2)], manager="h:1")
     record = pack_frames(msg.encode())
     assert record_kind(record) == b"report"
-    frames = view_record(record)
+    frames = unpack_parts([record], views=True)
     assert all(isinstance(f, memoryview) for f in frames)  # nothing copied
     back = Report.from_frames(frames)  # type: ignore[arg-type]
     assert back.manager == "h:1" and back.results == [(3, 1)]
@@ -210,7 +210,7 @@ def test_a_report_can_be_checked_in_place_and_forwarded_as_it_came() -> None:
     # The kernel reads the same bytes as one record, unchanged.
     assert decode(FrameReader().feed(record)[0]) == msg
     with pytest.raises(ProtocolError):
-        view_record(record[:-1])
+        unpack_parts([record[:-1]], views=True)
 
 
 def test_big_frames_travel_as_zmq_parts_of_their_own_and_come_back_in_place() -> None:

@@ -70,6 +70,7 @@ from livedag.executors.htex.protocol import (
     decode,
     pack_frames,
     widen_pipe,
+    write_all,
 )
 from livedag.providers.base import ExecutionProvider, JobStatus
 from livedag.serialize import pack_call, unpack_outcome
@@ -511,11 +512,8 @@ class HighThroughputExecutor(Executor):
     def _write(self, data: bytes | SendBuffer) -> None:
         if isinstance(data, SendBuffer):
             data.write_to(self._ix_in)  # a blocking pipe: returns when all is written
-            return
-        view = memoryview(data)
-        while view:
-            n = os.write(self._ix_in, view)
-            view = view[n:]
+        else:
+            write_all(self._ix_in, data)
 
     def cancel(self, task_id: int) -> bool:
         """Withdraw a task still waiting in the interchange. A task a pool already holds

@@ -66,6 +66,13 @@ def widen_pipe(fd: int) -> None:
             fcntl.fcntl(fd, setsize, PIPE_SIZE)
 
 
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of `data` to a blocking fd (a pipe takes a big record in pieces)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 class SendBuffer:
     """Records waiting for a non-blocking pipe, written as they are (writev), never moved.
 
@@ -262,12 +269,6 @@ def record_kind(data: bytes | memoryview) -> bytes:
     if count == 0 or size == _APART_SIZE or first + size > len(data):
         return b""
     return bytes(data[first : first + min(size, 32)])
-
-
-def view_record(data: bytes | memoryview) -> list[memoryview]:
-    """Like unpack_record, but the frames are views into `data`: nothing is copied (for
-    a process that forwards big frames it never reads)."""
-    return unpack_parts([data], views=True)  # type: ignore[return-value]
 
 
 def _split(buf: bytes | bytearray | memoryview, start: int, end: int,

@@ -34,7 +34,7 @@ import threading
 import time
 
 from livedag.errors import DeserializationError, WorkerImportError
-from livedag.executors.htex.protocol import FrameReader, SendBuffer, record_parts
+from livedag.executors.htex.protocol import FrameReader, SendBuffer, record_parts, write_all
 from livedag.serialize import pack_failure, pack_result, unpack_call
 
 logger = logging.getLogger("livedag.worker")
@@ -53,9 +53,7 @@ def _send(fd: int, frames: list[bytes]) -> None:
     """Write one record to a blocking pipe (a big result without one more copy)."""
     parts = record_parts(frames)
     if len(parts) == 1:  # a small record: no buffer object
-        view = memoryview(parts[0])
-        while view:
-            view = view[os.write(fd, view) :]
+        write_all(fd, parts[0])
         return
     out = SendBuffer()
     for part in parts:
