@@ -174,8 +174,7 @@ class DataFlowKernel:
         if kind is ev.TaskOutput:
             record = self.tasks.get(event.task_id)  # type: ignore[attr-defined]
             if record is not None and record.try_number == event.try_number:  # type: ignore[attr-defined]
-                buf = record.stdout if event.stream == "stdout" else record.stderr  # type: ignore[attr-defined]
-                buf.append(event.text)  # type: ignore[attr-defined]
+                record.capture(event.stream, event.text)  # type: ignore[attr-defined]
         elif kind is ev.TaskResources:
             record = self.tasks.get(event.task_id)  # type: ignore[attr-defined]
             if record is not None and len(record.tries) >= event.try_number:  # type: ignore[attr-defined]
@@ -255,7 +254,8 @@ class DataFlowKernel:
             for d in deps:
                 parent = _record_of(d)
                 if parent is not None and parent.state not in (_S.EXEC_DONE, _S.MEMO_DONE):
-                    parent.dependents.append(record)
+                    with self._lock:  # its first dependent makes the list: not twice at once
+                        parent.add_dependent(record)
                 d.add_done_callback(functools.partial(self._dep_done, record))
             self._dep_done(record, None)
         else:
@@ -462,8 +462,8 @@ class DataFlowKernel:
         record.args = ()
         if record.kwargs:
             record.kwargs = {k: v for k, v in record.kwargs.items() if k in ("stdout", "stderr")}
-        record.dependents = []
-        record.depends_on = []
+        record.dependents = ()
+        record.depends_on = ()
         if self.config.garbage_collect:
             self.tasks.pop(record.id, None)
         fut = record.app_fu

@@ -25,30 +25,18 @@ if TYPE_CHECKING:
     from livedag.task import TaskRecord, TryRecord
 
 
-class _Condition:
-    """threading.Condition (on an RLock, as Future's own) in two objects the garbage
-    collector tracks instead of eight: a threading.Condition keeps an RLock, a deque
-    and five bound methods of the lock. A notebook keeps thousands of futures, and each
-    tracked object makes every collection longer; waiters are listed only while one
-    waits."""
+class _Condition(_thread.RLock):
+    """threading.Condition on an RLock (as Future's own) in one object the garbage
+    collector tracks instead of eight: a threading.Condition keeps an RLock, a deque and
+    five bound methods of the lock. This is the lock itself (acquire, release and `with`
+    are the RLock's, in C) plus the list of waiters, made only while one waits. A
+    notebook keeps thousands of futures, and each tracked object makes every full
+    collection longer."""
 
-    __slots__ = ("_lock", "_waiters")
+    __slots__ = ("_waiters",)
 
     def __init__(self) -> None:
-        self._lock = _thread.RLock()
         self._waiters: list[Any] | None = None
-
-    def __enter__(self) -> bool:
-        return self._lock.__enter__()
-
-    def __exit__(self, *exc: object) -> None:
-        self._lock.release()
-
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        return self._lock.acquire(blocking, timeout)
-
-    def release(self) -> None:
-        self._lock.release()
 
     def wait(self, timeout: float | None = None) -> bool:
         """As threading.Condition.wait: the caller holds the lock."""
@@ -57,7 +45,7 @@ class _Condition:
         if self._waiters is None:
             self._waiters = []
         self._waiters.append(waiter)
-        saved = self._lock._release_save()  # type: ignore[attr-defined]
+        saved = self._release_save()  # type: ignore[attr-defined]
         got = False
         try:
             if timeout is None:
@@ -68,7 +56,7 @@ class _Condition:
                 got = waiter.acquire(False)
             return got
         finally:
-            self._lock._acquire_restore(saved)  # type: ignore[attr-defined]
+            self._acquire_restore(saved)  # type: ignore[attr-defined]
             if not got:
                 with contextlib.suppress(ValueError):
                     self._waiters.remove(waiter)
@@ -82,8 +70,37 @@ class _Condition:
             waiters.clear()
 
 
+class _ListOnFirstUse:
+    """A list attribute that exists once something reads it: the first read stores a new
+    list in the instance, which hides this (non-data) descriptor from then on.
+
+    Future's `_waiters` (concurrent.futures.wait() and as_completed() add to it) and
+    `_done_callbacks` are empty for almost every task; AppFuture's own code reads
+    `_has_lists` first and never makes them for nothing."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        made: list[Any] = []
+        setattr(obj, self.name, made)
+        obj._has_lists = True
+        return made
+
+
+_ENDED = frozenset({_cf.CANCELLED, _cf.CANCELLED_AND_NOTIFIED, _cf.FINISHED})
+
+
 class AppFuture(Future[Any]):
     """The future of one app call (one task)."""
+
+    # Future's two lists, made when first used (see _ListOnFirstUse); until then a task's
+    # future and its condition are the only two objects the collector tracks for it here.
+    _waiters = _ListOnFirstUse()
+    _done_callbacks = _ListOnFirstUse()
+    _has_lists = False
 
     def __init__(self, task_record: TaskRecord, dfk: DataFlowKernel) -> None:
         # Future.__init__'s fields, with a condition the collector tracks less of.
@@ -91,10 +108,43 @@ class AppFuture(Future[Any]):
         self._state = _cf.PENDING
         self._result: Any = None
         self._exception: BaseException | None = None
-        self._waiters: list[Any] = []
-        self._done_callbacks: list[Any] = []
         self.task_record = task_record
         self._dfk = dfk
+
+    # Future's methods that read the two lists, reading them only if they were made.
+    def set_result(self, result: Any) -> None:
+        with self._condition:
+            if self._state in _ENDED:
+                raise _cf.InvalidStateError(f"{self._state}: {self!r}")
+            self._result = result
+            self._state = _cf.FINISHED
+            if self._has_lists:
+                for waiter in self._waiters:
+                    waiter.add_result(self)
+            self._condition.notify_all()
+        if self._has_lists:
+            self._invoke_callbacks()
+
+    def set_exception(self, exception: BaseException | None) -> None:
+        with self._condition:
+            if self._state in _ENDED:
+                raise _cf.InvalidStateError(f"{self._state}: {self!r}")
+            self._exception = exception
+            self._state = _cf.FINISHED
+            if self._has_lists:
+                for waiter in self._waiters:
+                    waiter.add_exception(self)
+            self._condition.notify_all()
+        if self._has_lists:
+            self._invoke_callbacks()
+
+    def set_running_or_notify_cancel(self) -> bool:
+        if not self._has_lists:
+            with self._condition:
+                if self._state == _cf.PENDING:
+                    self._state = _cf.RUNNING
+                    return True
+        return super().set_running_or_notify_cancel()
 
     @property
     def tid(self) -> int:
@@ -105,7 +155,7 @@ class AppFuture(Future[Any]):
 
     @property
     def outputs(self) -> list[DataFuture]:
-        return self.task_record.outputs
+        return self.task_record.outputs or []  # type: ignore[return-value]
 
     @property
     def stdout(self) -> Any:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
@@ -157,6 +157,10 @@ class OutputBuffer:
         return self._size > 0
 
 
+# What a task that printed nothing holds (shared, never appended to: TaskRecord.capture).
+NO_OUTPUT = OutputBuffer(limit=0)
+
+
 @dataclasses.dataclass(eq=False, slots=True)
 class TaskRecord:
     """Everything the kernel knows about one app call.
@@ -175,11 +179,14 @@ class TaskRecord:
     executor: str
     kind: str = "python"  # python | bash | join | internal
     state: TaskState = TaskState.PENDING
-    depends_on: list[Future[Any]] = dataclasses.field(default_factory=list)
-    dependents: list[TaskRecord] = dataclasses.field(default_factory=list)
+    # The links and captures below are () or NO_OUTPUT until a task has some: a kept task
+    # is then three objects the garbage collector tracks (record, tries, try) instead of
+    # eight, and every full collection walks every kept task.
+    depends_on: Sequence[Future[Any]] = ()
+    dependents: list[TaskRecord] | tuple[()] = ()
     pending_deps: int = 0
     app_fu: AppFuture | None = None
-    outputs: list[DataFuture] = dataclasses.field(default_factory=list)
+    outputs: list[DataFuture] | tuple[()] = ()
     origin: str | None = None
     label: str | None = None
     resource_spec: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -189,8 +196,8 @@ class TaskRecord:
     hashsum: str | None = None
     fail_count: float = 0
     tries: list[TryRecord] = dataclasses.field(default_factory=list)
-    stdout: OutputBuffer = dataclasses.field(default_factory=OutputBuffer)
-    stderr: OutputBuffer = dataclasses.field(default_factory=OutputBuffer)
+    stdout: OutputBuffer = NO_OUTPUT  # see capture()
+    stderr: OutputBuffer = NO_OUTPUT
     exception: BaseException | None = None
     root_cause_ids: tuple[int, ...] = ()
     time_invoked: float = dataclasses.field(default_factory=time.time)
@@ -199,6 +206,20 @@ class TaskRecord:
     exec_fu: Future[Any] | None = None  # the executor's future of the current try
     claimed: bool = False  # the kernel has begun launching this try (cancel() is too late)
     pending_joins: int = 0
+
+    def capture(self, stream: str, text: str) -> None:
+        """Keep what the task printed on `stream` ("stdout" or "stderr")."""
+        buf = self.stdout if stream == "stdout" else self.stderr
+        if buf is NO_OUTPUT:
+            buf = OutputBuffer()
+            setattr(self, stream, buf)
+        buf.append(text)
+
+    def add_dependent(self, record: TaskRecord) -> None:
+        if self.dependents:
+            self.dependents.append(record)  # type: ignore[union-attr]
+        else:
+            self.dependents = [record]
 
     @property
     def try_number(self) -> int:

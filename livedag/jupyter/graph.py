@@ -127,7 +127,9 @@ class Node:
     traceback: str = ""
     root_cause_ids: tuple[int, ...] = ()
     folded_into: int | None = None  # the root-cause node this blocked node is drawn in
-    blocked: set[int] = dataclasses.field(default_factory=set)  # folded into this node
+    # Folded into this node; a set from the first one on (a set per node would be one
+    # more object per task for the garbage collector to walk).
+    blocked: set[int] | frozenset[int] = frozenset()
     layer: int = 0
     row: int = 0
     counted: str | None = None  # the state the counts hold it under (see Graph._settle)
@@ -357,7 +359,10 @@ class Graph:
             if root is not None and root.id != node.id:
                 self._unfold(node)
                 node.folded_into = root.id
-                root.blocked.add(node.id)
+                if root.blocked:
+                    root.blocked.add(node.id)  # type: ignore[union-attr]
+                else:
+                    root.blocked = {node.id}
                 self._dirty[root.id] = None
                 self.cascades_dirty = True
         self._dirty[node.id] = None
@@ -393,7 +398,8 @@ class Graph:
             return
         root = self.nodes.get(node.folded_into)
         if root is not None:
-            root.blocked.discard(node.id)
+            if root.blocked:
+                root.blocked.discard(node.id)  # type: ignore[union-attr]
             self._dirty[root.id] = None
         node.folded_into = None
         self.cascades_dirty = True
