@@ -1,6 +1,10 @@
-"""What the run record costs: N no-op tasks on the thread executor, with and without it.
+"""What the run record costs: N no-op tasks, with and without it.
 
-    python -m bench.monitoring [--tasks 10000] [--repeat 5]
+    python -m bench.monitoring [--tasks 10000] [--repeat 5] [--executor threads|htex]
+
+`--executor threads` (the default: 4 threads) is the engine's cheapest path, where any
+per-task work of a subscriber is the largest share; `--executor htex` is the ZMQ executor
+with one local block, what a notebook runs on.
 
 Each measurement runs in a fresh interpreter (`--child`), alternating plain / recorded, so
 the two never share a process, a thread pool or a warm cache. Reported per variant, best
@@ -46,9 +50,19 @@ def _read_all(batch: Sequence[Any]) -> None:
         pass
 
 
-def child(variant: str, n: int) -> None:
-    import livedag
+def _executor(name: str) -> Any:
+    if name == "htex":
+        from livedag.executors import HighThroughputExecutor
+        from livedag.providers import LocalProvider
+
+        return HighThroughputExecutor(label="htex", provider=LocalProvider())
     from livedag.executors.threads import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(max_threads=4)
+
+
+def child(variant: str, n: int, executor: str = "threads") -> None:
+    import livedag
 
     @livedag.python_app
     def noop() -> None:
@@ -60,7 +74,7 @@ def child(variant: str, n: int) -> None:
             from livedag.monitoring import RunRecord
 
             monitoring = RunRecord()
-        dfk = livedag.load(livedag.Config(executors=[ThreadPoolExecutor(max_threads=4)],
+        dfk = livedag.load(livedag.Config(executors=[_executor(executor)],
                                           run_dir=run_dir, monitoring=monitoring,
                                           initialize_logging=False))
         if variant == "events":  # the events are built, delivered and read, then dropped
@@ -93,10 +107,10 @@ def child(variant: str, n: int) -> None:
                              "batches": batches, "db_bytes": size}))
 
 
-def measure(variant: str, n: int) -> dict[str, float]:
+def measure(variant: str, n: int, executor: str) -> dict[str, float]:
     done = subprocess.run([sys.executable, "-m", "bench.monitoring", "--child", variant,
-                           "--tasks", str(n)], capture_output=True, text=True, timeout=600,
-                          check=True)
+                           "--tasks", str(n), "--executor", executor],
+                          capture_output=True, text=True, timeout=600, check=True)
     line = next(x for x in done.stdout.splitlines() if x.startswith(MARK))
     result: dict[str, float] = json.loads(line[len(MARK):])
     return result
@@ -106,16 +120,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--executor", choices=("threads", "htex"), default="threads")
     parser.add_argument("--child", choices=("plain", "events", "recorded"))
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.tasks)
+        child(args.child, args.tasks, args.executor)
         return
     runs: dict[str, list[dict[str, float]]] = {"plain": [], "events": [], "recorded": []}
     for _ in range(args.repeat):
         for variant, results in runs.items():
-            results.append(measure(variant, args.tasks))
-    print(f"{args.tasks} no-op tasks, thread executor (4 threads), {args.repeat} runs each, "
+            results.append(measure(variant, args.tasks, args.executor))
+    name = ("thread executor (4 threads)" if args.executor == "threads"
+            else "ZMQ executor (one local block)")
+    print(f"{args.tasks} no-op tasks, {name}, {args.repeat} runs each, "
           f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
     print(f"{'':28}{'best':>10}{'median':>10}")
     table: dict[str, float] = {}

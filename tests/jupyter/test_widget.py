@@ -158,3 +158,44 @@ def test_bundle_has_png_and_text_beside_the_view(dfk, widget):
 def test_close_unsubscribes(dfk, widget):
     widget.close()
     assert not dfk.bus.active
+
+
+def test_a_busy_round_folds_within_its_budget_and_the_rest_waits(dfk):
+    from livedag import events as ev
+    from livedag.jupyter.widget import DagWidget
+
+    w = DagWidget(dfk, interval=0.02)
+    try:
+        with w._lock:  # the pusher waits: this test folds by hand
+            w._on_events([ev.TaskCreated(0.0, 10_000 + i, "a", "python", "threads", (), None)
+                          for i in range(1000)])
+            assert w._fold(budget=0.0) is False  # one chunk, then the budget is spent
+            assert 0 < len(w.graph.nodes) < 1000
+            assert w._fold() is True
+            assert len(w.graph.nodes) == 1000
+    finally:
+        w.close()
+
+
+def test_a_view_that_fell_behind_catches_up_once_tasks_stop(dfk):
+    import time
+
+    from livedag.jupyter.widget import DagWidget
+
+    w = DagWidget(dfk, interval=0.02)
+    w.fold_budget = 0.0  # a busy round folds one chunk of events: the view falls behind
+    try:
+        @livedag.python_app(data_flow_kernel=dfk)
+        def noop():
+            return None
+
+        futures = [noop() for _ in range(3000)]
+        for f in futures:
+            f.result(timeout=30)
+        # No flush(): the pusher sees no new events, folds the rest and sends it.
+        deadline = time.monotonic() + 20
+        while w.diff.get("legend", {}).get("done") != 3000 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert w.diff["legend"] == {"done": 3000}
+    finally:
+        w.close()
