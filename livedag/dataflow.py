@@ -58,7 +58,7 @@ from livedag.errors import (
     exception_name,
 )
 from livedag.executors.base import Executor, TaskCall
-from livedag.futures import AppFuture, DataFuture, File, keep_callback
+from livedag.futures import AppFuture, DataFuture, File, LightFuture, keep_callback
 from livedag.task import TaskRecord, TaskState, TryRecord, check_move
 
 logger = logging.getLogger("livedag")
@@ -73,7 +73,7 @@ class _InlineExecutor(Executor):
     label = "_livedag_inline"
 
     def submit(self, call: TaskCall) -> Future[Any]:
-        fut: Future[Any] = Future()
+        fut: Future[Any] = LightFuture()
         try:
             fut.set_result(call.fn(*call.args, **call.kwargs))
         except BaseException as exc:

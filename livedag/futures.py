@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from livedag.task import TaskRecord, TryRecord
 
 
-class _Condition(_thread.RLock):
+class _Condition(_thread.RLock):  # type: ignore[misc]
     """threading.Condition on an RLock (as Future's own) in one object the garbage
     collector tracks instead of eight: a threading.Condition keeps an RLock, a deque and
     five bound methods of the lock. This is the lock itself (acquire, release and `with`
@@ -93,23 +93,21 @@ class _ListOnFirstUse:
 _ENDED = frozenset({_cf.CANCELLED, _cf.CANCELLED_AND_NOTIFIED, _cf.FINISHED})
 
 
-class AppFuture(Future[Any]):
-    """The future of one app call (one task)."""
+class LightFuture(Future[Any]):
+    """A concurrent.futures.Future that costs the garbage collector one object besides
+    itself (its condition) until someone waits on it or adds a callback: the kernel's
+    futures (AppFuture) and the executors' per-try futures. Future's own makes nine."""
 
-    # Future's two lists, made when first used (see _ListOnFirstUse); until then a task's
-    # future and its condition are the only two objects the collector tracks for it here.
+    # Future's two lists, made when first used (see _ListOnFirstUse).
     _waiters = _ListOnFirstUse()
     _done_callbacks = _ListOnFirstUse()
     _has_lists = False
 
-    def __init__(self, task_record: TaskRecord, dfk: DataFlowKernel) -> None:
-        # Future.__init__'s fields, with a condition the collector tracks less of.
+    def __init__(self) -> None:
         self._condition = _Condition()  # type: ignore[assignment]
         self._state = _cf.PENDING
         self._result: Any = None
         self._exception: BaseException | None = None
-        self.task_record = task_record
-        self._dfk = dfk
 
     # Future's methods that read the two lists, reading them only if they were made.
     def set_result(self, result: Any) -> None:
@@ -123,7 +121,7 @@ class AppFuture(Future[Any]):
                     waiter.add_result(self)
             self._condition.notify_all()
         if self._has_lists:
-            self._invoke_callbacks()
+            self._invoke_callbacks()  # type: ignore[attr-defined]
 
     def set_exception(self, exception: BaseException | None) -> None:
         with self._condition:
@@ -136,7 +134,7 @@ class AppFuture(Future[Any]):
                     waiter.add_exception(self)
             self._condition.notify_all()
         if self._has_lists:
-            self._invoke_callbacks()
+            self._invoke_callbacks()  # type: ignore[attr-defined]
 
     def set_running_or_notify_cancel(self) -> bool:
         if not self._has_lists:
@@ -145,6 +143,15 @@ class AppFuture(Future[Any]):
                     self._state = _cf.RUNNING
                     return True
         return super().set_running_or_notify_cancel()
+
+
+class AppFuture(LightFuture):
+    """The future of one app call (one task)."""
+
+    def __init__(self, task_record: TaskRecord, dfk: DataFlowKernel) -> None:
+        LightFuture.__init__(self)
+        self.task_record = task_record
+        self._dfk = dfk
 
     @property
     def tid(self) -> int:
@@ -155,7 +162,7 @@ class AppFuture(Future[Any]):
 
     @property
     def outputs(self) -> list[DataFuture]:
-        return self.task_record.outputs or []  # type: ignore[return-value]
+        return self.task_record.outputs or []
 
     @property
     def stdout(self) -> Any:

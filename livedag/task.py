@@ -217,7 +217,7 @@ class TaskRecord:
 
     def add_dependent(self, record: TaskRecord) -> None:
         if self.dependents:
-            self.dependents.append(record)  # type: ignore[union-attr]
+            self.dependents.append(record)
         else:
             self.dependents = [record]
 

@@ -23,6 +23,7 @@ from typing import Any, TextIO
 from livedag.errors import ConfigurationError, ExecutorError
 from livedag.events import TaskOutput, TaskResources, TaskStateChanged
 from livedag.executors.base import Executor, Publish, TaskCall
+from livedag.futures import LightFuture
 from livedag.task import TaskState
 
 _local = threading.local()
@@ -144,7 +145,7 @@ class ThreadPoolExecutor(Executor):
             raise ExecutorError(
                 self.label, f"cannot take task {call.task_id}: the executor {state}"
             )
-        fut: Future[Any] = Future()
+        fut: Future[Any] = LightFuture()
         self._queue.put((call, fut))
         if len(self._threads) < self.max_threads:
             self._grow()

@@ -24,7 +24,8 @@ def test_an_app_future_has_every_field_a_future_has() -> None:
     fut = _future()
     for name, value in vars(Future()).items():
         assert type(getattr(fut, name)) is type(value) or name == "_condition", name
-    assert getattr(fut, "_waiters") is fut._waiters  # made once, then kept
+    waiters = fut._waiters
+    assert fut._waiters is waiters  # made once, then kept
 
 
 def test_a_future_nobody_waits_on_makes_no_lists() -> None:

@@ -72,6 +72,7 @@ from livedag.executors.htex.protocol import (
     widen_pipe,
     write_all,
 )
+from livedag.futures import LightFuture
 from livedag.providers.base import ExecutionProvider, JobStatus
 from livedag.serialize import pack_call, unpack_outcome
 from livedag.task import TaskState
@@ -442,7 +443,7 @@ class HighThroughputExecutor(Executor):
     # --- submit ---------------------------------------------------------------------
 
     def submit(self, call: TaskCall) -> Future[Any]:
-        fut: Future[Any] = Future()
+        fut: Future[Any] = LightFuture()
         if self._failure is not None or self._ix is None:
             fut.set_exception(self._failure or ExecutorError(self.label, "was not started"))
             return fut
