@@ -147,6 +147,20 @@ def main() -> None:
     for label in ("null subscriber tasks/s", "recorded tasks/s", "recorded tasks/s + commit"):
         cost = 1 - table[label] / plain
         print(f"ratio {label} / plain (median): {table[label] / plain:.3f}  (cost {cost:+.1%})")
+    # Each repeat runs the variants back to back: a ratio within a repeat cancels the
+    # drift of a shared machine, and its median is the steadiest figure here.
+    plains = [r["engine"] for r in runs["plain"]]
+    for variant, key, label in (("events", "engine", "null subscriber tasks/s"),
+                                ("recorded", "engine", "recorded tasks/s"),
+                                ("recorded", "committed", "recorded tasks/s + commit")):
+        paired = [r[key] / p for r, p in zip(runs[variant], plains, strict=True)]
+        mid = statistics.median(paired)
+        spread = ""
+        if len(paired) >= 4:
+            q = statistics.quantiles(paired, n=4)
+            spread = f"; quartiles {q[0]:.3f}-{q[2]:.3f}"
+        print(f"paired {label} / plain, median of {len(paired)}: {mid:.3f}  "
+              f"(cost {1 - mid:+.1%}{spread})")
     store = table["recorded tasks/s"] / table["null subscriber tasks/s"]
     print(f"ratio recorded tasks/s / null subscriber (median): {store:.3f}  "
           f"(the store's own cost {1 - store:+.1%})")

@@ -85,6 +85,13 @@ def _run(n: int, mode: str, executor: str = "threads") -> tuple[float, float]:
             dfk.cleanup()
 
 
+def _quartiles(values: list[float]) -> str:
+    if len(values) < 4:
+        return "-"
+    q = statistics.quantiles(values, n=4)
+    return f"{q[0]:.3f}-{q[2]:.3f}"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=5000)
@@ -113,6 +120,13 @@ def main(argv: list[str] | None = None) -> None:
         sub_cost = 100 * (1 - pick(rates["subscriber"]) / base)
         print(f"  {label:<6} widget / none: {with_widget / base:.3f}  (cost {cost:.1f}%); "
               f"subscriber / none: cost {sub_cost:.1f}%")
+    # Each repeat runs the three modes back to back: the ratio within a repeat cancels
+    # the drift of a shared machine, and its median is the steadiest figure here.
+    for mode in ("subscriber", "widget"):
+        paired = [m / n for m, n in zip(rates[mode], rates["none"], strict=True)]
+        print(f"  paired {mode} / none, median of {len(paired)}: "
+              f"{statistics.median(paired):.3f}  (cost {100 * (1 - statistics.median(paired)):.1f}%;"
+              f" quartiles {_quartiles(paired)})")
     print(f"  view caught up {statistics.median(lags) * 1000:.0f} ms after the last task "
           "(median)")
 

@@ -7,7 +7,10 @@
         failures, cancels, resubmits, blocks (rare) ──> column patches
     ──> Batch.execute(conn), inside the recorder's transaction:
         tasks:     a row per task made, the newest state of each older task touched
-        tries:     one upsert per touched try (a slot left None keeps the stored value)
+        tries:     one upsert per touched try (a slot left None keeps the stored value);
+                   a try gets its row when it runs or ends, its launch time carried over
+                   until then (a row written at launch and rewritten at the end cost
+                   four times one insert: most of the record's time on short tasks)
         state_log: ONE row per batch, its state changes as packed columns
 
 Why it is built this way: the recorder's thread competes with the engine for the GIL,
@@ -137,10 +140,16 @@ class Batch:
     before anything refers to them.
     """
 
-    def __init__(self, seq: int, options: Limits, failures: set[int]) -> None:
+    def __init__(self, seq: int, options: Limits, failures: set[int],
+                 waiting: dict[tuple[int, int], float] | None = None) -> None:
         self.seq = seq
         self.options = options
         self.failures = set(failures)  # the recorder's copy changes only on commit
+        # Tries launched in an earlier batch that have no row yet: (task, try) -> launch
+        # time. Read here, changed by the recorder on commit (launches, taken).
+        self.waiting = waiting if waiting is not None else {}
+        self.launches: dict[tuple[int, int], float] = {}  # launched in this batch, no row
+        self.taken: list[tuple[int, int]] = []  # of `waiting`, given a row in this batch
         self.log: list[Any] = []  # state changes, 5 values each (STATE_LOG)
         self.new_tasks: list[Any] = []  # 12 values each (_TASK_INSERT)
         self.new_at: dict[int, int] = {}  # task id -> its offset in new_tasks
@@ -158,9 +167,20 @@ class Batch:
     def _try(self, tid: int, n: int) -> int:
         at = self.try_at.get((tid, n))
         if at is None:
-            at = self.try_at[tid, n] = len(self.tries)
-            self.tries += (tid, n)
-            self.tries += _EMPTY_TRY
+            at = self._new_try(tid, n)
+        return at
+
+    def _new_try(self, tid: int, n: int) -> int:
+        """A row for a try this batch has none for, with its launch time if it waited."""
+        key = (tid, n)
+        at = self.try_at[key] = len(self.tries)
+        self.tries += key
+        self.tries += _EMPTY_TRY
+        when = self.launches.pop(key, None)
+        if when is None and (when := self.waiting.get(key)) is not None:
+            self.taken.append(key)
+        if when is not None:
+            self.tries[at + _LAUNCHED] = when
         return at
 
     # One loop with every branch inline, on purpose: a call per state change would cost
@@ -170,7 +190,7 @@ class Batch:
         new_tasks, new_at, task_states, state_at = (self.new_tasks, self.new_at,
                                                     self.task_states, self.state_at)
         launched, running, memo = _S.LAUNCHED, _S.RUNNING, _S.MEMO_DONE.value
-        final_values, empty = _FINAL, _EMPTY_TRY
+        final_values = _FINAL
         for e in batch:
             seq += 1
             if isinstance(e, ev.TaskStateChanged):
@@ -188,16 +208,18 @@ class Batch:
                     state_at[tid] = len(task_states)
                     task_states.append(tid)
                     task_states += newest
-                if st is launched or st is running or (
+                if st is launched:
+                    # No row yet: most tries start and end within a batch or two, and a
+                    # row written now would be rewritten then (an upsert that conflicts
+                    # costs four inserts). The launch waits for the try's first row;
+                    # state_log has it meanwhile.
+                    self.launches[tid, n] = when
+                elif st is running or (
                         final and (value == memo or (n > 0 and st is not _S.DEP_FAIL))):
                     at = try_at.get((tid, n))  # (a dependency failure never ran)
                     if at is None:
-                        at = try_at[tid, n] = len(tries)
-                        tries += (tid, n)
-                        tries += empty
-                    if st is launched:
-                        tries[at + _LAUNCHED] = when
-                    elif st is running:
+                        at = self._new_try(tid, n)
+                    if st is running:
                         tries[at + _STARTED:at + _STDOUT] = (when, e.host, e.pid, e.block_id,
                                                              e.job_id)
                     else:

@@ -79,6 +79,7 @@ class Recorder:
         self._sub: ev.Subscription | None = None
         self._seq = 0
         self._failures: set[int] = set()  # tasks whose row holds a failure (to clear)
+        self._waiting: dict[tuple[int, int], float] = {}  # see fold.Batch.waiting
         self._lock = threading.Lock()  # the connection: the bus thread vs close()
 
     def __repr__(self) -> str:
@@ -139,7 +140,7 @@ class Recorder:
 
     # ------------------------------------------------------------ the bus thread
     def _write(self, batch: Sequence[ev.Event]) -> None:
-        fold = Batch(self._seq, self.options, self._failures)
+        fold = Batch(self._seq, self.options, self._failures, self._waiting)
         fold.add(batch)
         with self._lock:
             conn = self._conn
@@ -154,6 +155,10 @@ class Recorder:
             conn.execute("COMMIT")
             self._seq = fold.seq
             self._failures = fold.failures
+            waiting = self._waiting
+            for key in fold.taken:
+                del waiting[key]
+            waiting.update(fold.launches)
             self.batches += 1
         if fold.cleanup:
             self._stop()  # on the bus thread: no flush (it would wait for itself)
