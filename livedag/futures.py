@@ -111,27 +111,21 @@ class LightFuture(Future[Any]):
 
     # Future's methods that read the two lists, reading them only if they were made.
     def set_result(self, result: Any) -> None:
-        with self._condition:
-            if self._state in _ENDED:
-                raise _cf.InvalidStateError(f"{self._state}: {self!r}")
-            self._result = result
-            self._state = _cf.FINISHED
-            if self._has_lists:
-                for waiter in self._waiters:
-                    waiter.add_result(self)
-            self._condition.notify_all()
-        if self._has_lists:
-            self._invoke_callbacks()  # type: ignore[attr-defined]
+        self._finish("_result", result, "add_result")
 
     def set_exception(self, exception: BaseException | None) -> None:
+        self._finish("_exception", exception, "add_exception")
+
+    def _finish(self, field: str, value: Any, tell: str) -> None:
+        """Future.set_result / set_exception: `field` = value, then wake and call back."""
         with self._condition:
             if self._state in _ENDED:
                 raise _cf.InvalidStateError(f"{self._state}: {self!r}")
-            self._exception = exception
+            setattr(self, field, value)
             self._state = _cf.FINISHED
             if self._has_lists:
                 for waiter in self._waiters:
-                    waiter.add_exception(self)
+                    getattr(waiter, tell)(self)
             self._condition.notify_all()
         if self._has_lists:
             self._invoke_callbacks()  # type: ignore[attr-defined]

@@ -76,3 +76,12 @@ def test_callbacks_run_once_whether_added_before_or_after_the_end() -> None:
     fut.set_result(1)
     fut.add_done_callback(lambda f: calls.append(("after", f.result())))
     assert calls == [("before", 1), ("after", 1)]
+
+
+def test_a_waiter_hears_of_an_exception_set_while_it_waits() -> None:
+    fut, other = _future(), _future()
+    threading.Timer(0.05, fut.set_exception, (KeyError("k"),)).start()
+    done, pending = concurrent.futures.wait(
+        [fut, other], timeout=10, return_when=concurrent.futures.FIRST_EXCEPTION)
+    assert done == {fut} and pending == {other}
+    assert isinstance(fut.exception(), KeyError)
