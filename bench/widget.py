@@ -124,9 +124,9 @@ def main(argv: list[str] | None = None) -> None:
     # the drift of a shared machine, and its median is the steadiest figure here.
     for mode in ("subscriber", "widget"):
         paired = [m / n for m, n in zip(rates[mode], rates["none"], strict=True)]
-        print(f"  paired {mode} / none, median of {len(paired)}: "
-              f"{statistics.median(paired):.3f}  (cost {100 * (1 - statistics.median(paired)):.1f}%;"
-              f" quartiles {_quartiles(paired)})")
+        mid = statistics.median(paired)
+        print(f"  paired {mode} / none, median of {len(paired)}: {mid:.3f}  "
+              f"(cost {100 * (1 - mid):.1f}%; quartiles {_quartiles(paired)})")
     print(f"  view caught up {statistics.median(lags) * 1000:.0f} ms after the last task "
           "(median)")
 
