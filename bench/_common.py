@@ -109,6 +109,32 @@ def executors_module(lib: ModuleType) -> ModuleType:
 ConfigFactory = Callable[[ModuleType, str], Any]
 
 
+def livedag_executor(name: str, threads: int = 2) -> Any:
+    """The executor a subscriber benchmark (widget, run record) runs on: "threads" (the
+    engine's cheapest path, where a subscriber's share is largest) or "htex" (the ZMQ
+    executor with one local block, what `%load_ext livedag` gives a notebook)."""
+    if name == "htex":
+        from livedag.executors import HighThroughputExecutor
+        from livedag.providers import LocalProvider
+
+        return HighThroughputExecutor(label="htex", provider=LocalProvider())
+    from livedag.executors.threads import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(label="threads", max_threads=threads)
+
+
+def paired_cost(rates: Sequence[float], bases: Sequence[float]) -> str:
+    """The median of rate / base over repeats whose variants ran back to back (drift on
+    a shared machine cancels within a pair), as "0.950  (cost 5.0%; quartiles ...)"."""
+    paired = [r / b for r, b in zip(rates, bases, strict=True)]
+    mid = statistics.median(paired)
+    spread = ""
+    if len(paired) >= 4:
+        q = statistics.quantiles(paired, n=4)
+        spread = f"; quartiles {q[0]:.3f}-{q[2]:.3f}"
+    return f"{mid:.3f}  (cost {100 * (1 - mid):.1f}%{spread})"
+
+
 @contextlib.contextmanager
 def loaded(lib: ModuleType, make_config: ConfigFactory) -> Iterator[Any]:
     """Load ``make_config(lib, run_dir)`` with run_dir in a temp dir; cleanup and clear after.

@@ -50,19 +50,9 @@ def _read_all(batch: Sequence[Any]) -> None:
         pass
 
 
-def _executor(name: str) -> Any:
-    if name == "htex":
-        from livedag.executors import HighThroughputExecutor
-        from livedag.providers import LocalProvider
-
-        return HighThroughputExecutor(label="htex", provider=LocalProvider())
-    from livedag.executors.threads import ThreadPoolExecutor
-
-    return ThreadPoolExecutor(max_threads=4)
-
-
 def child(variant: str, n: int, executor: str = "threads") -> None:
     import livedag
+    from bench._common import livedag_executor
 
     @livedag.python_app
     def noop() -> None:
@@ -74,7 +64,7 @@ def child(variant: str, n: int, executor: str = "threads") -> None:
             from livedag.monitoring import RunRecord
 
             monitoring = RunRecord()
-        dfk = livedag.load(livedag.Config(executors=[_executor(executor)],
+        dfk = livedag.load(livedag.Config(executors=[livedag_executor(executor, threads=4)],
                                           run_dir=run_dir, monitoring=monitoring,
                                           initialize_logging=False))
         if variant == "events":  # the events are built, delivered and read, then dropped
@@ -149,18 +139,14 @@ def main() -> None:
         print(f"ratio {label} / plain (median): {table[label] / plain:.3f}  (cost {cost:+.1%})")
     # Each repeat runs the variants back to back: a ratio within a repeat cancels the
     # drift of a shared machine, and its median is the steadiest figure here.
+    from bench._common import paired_cost
+
     plains = [r["engine"] for r in runs["plain"]]
     for variant, key, label in (("events", "engine", "null subscriber tasks/s"),
                                 ("recorded", "engine", "recorded tasks/s"),
                                 ("recorded", "committed", "recorded tasks/s + commit")):
-        paired = [r[key] / p for r, p in zip(runs[variant], plains, strict=True)]
-        mid = statistics.median(paired)
-        spread = ""
-        if len(paired) >= 4:
-            q = statistics.quantiles(paired, n=4)
-            spread = f"; quartiles {q[0]:.3f}-{q[2]:.3f}"
-        print(f"paired {label} / plain, median of {len(paired)}: {mid:.3f}  "
-              f"(cost {1 - mid:+.1%}{spread})")
+        print(f"paired {label} / plain, median of {len(plains)}: "
+              f"{paired_cost([r[key] for r in runs[variant]], plains)}")
     store = table["recorded tasks/s"] / table["null subscriber tasks/s"]
     print(f"ratio recorded tasks/s / null subscriber (median): {store:.3f}  "
           f"(the store's own cost {1 - store:+.1%})")

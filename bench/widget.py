@@ -38,16 +38,11 @@ def _read_all(batch: Sequence[Any]) -> None:
 def _run(n: int, mode: str, executor: str = "threads") -> tuple[float, float]:
     """(tasks/s until every future is done, seconds until the view has caught up)."""
     import livedag
-    from livedag import Config, ThreadPoolExecutor
+    from bench._common import livedag_executor
+    from livedag import Config
 
     with tempfile.TemporaryDirectory() as run_dir:
-        if executor == "htex":
-            from livedag.executors import HighThroughputExecutor
-            from livedag.providers import LocalProvider
-
-            chosen: Any = HighThroughputExecutor(label="htex", provider=LocalProvider())
-        else:
-            chosen = ThreadPoolExecutor(label="threads")
+        chosen = livedag_executor(executor)
         dfk = livedag.DataFlowKernel(Config(executors=[chosen], run_dir=run_dir,
                                             initialize_logging=False))
         widget: Any = None
@@ -85,14 +80,9 @@ def _run(n: int, mode: str, executor: str = "threads") -> tuple[float, float]:
             dfk.cleanup()
 
 
-def _quartiles(values: list[float]) -> str:
-    if len(values) < 4:
-        return "-"
-    q = statistics.quantiles(values, n=4)
-    return f"{q[0]:.3f}-{q[2]:.3f}"
-
-
 def main(argv: list[str] | None = None) -> None:
+    from bench._common import paired_cost
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=5000)
     parser.add_argument("--repeat", type=int, default=3)
@@ -123,10 +113,8 @@ def main(argv: list[str] | None = None) -> None:
     # Each repeat runs the three modes back to back: the ratio within a repeat cancels
     # the drift of a shared machine, and its median is the steadiest figure here.
     for mode in ("subscriber", "widget"):
-        paired = [m / n for m, n in zip(rates[mode], rates["none"], strict=True)]
-        mid = statistics.median(paired)
-        print(f"  paired {mode} / none, median of {len(paired)}: {mid:.3f}  "
-              f"(cost {100 * (1 - mid):.1f}%; quartiles {_quartiles(paired)})")
+        print(f"  paired {mode} / none, median of {len(rates[mode])}: "
+              f"{paired_cost(rates[mode], rates['none'])}")
     print(f"  view caught up {statistics.median(lags) * 1000:.0f} ms after the last task "
           "(median)")
 
