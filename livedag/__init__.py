@@ -1,9 +1,10 @@
 """livedag: Parsl's programming model, a live DAG in Jupyter, failures you can read.
 
 General layout: the names below are the whole public API; each is imported on first use,
-so `import livedag` stays cheap. The engine lives in `dataflow` (the kernel), `apps` (the
-decorators), `futures`, `config`, `memo`, `errors`, `events` (the stream every view reads);
-executors and providers in their packages; everything Jupyter in `livedag.jupyter`; the
+so `import livedag` stays cheap. The engine lives in `dataflow` (the kernel), `loader`
+(the loaded kernel), `steering` (cancel, resubmit), `apps` (the decorators), `futures`,
+`config`, `memo`, `errors`, `events` (the stream every view reads); executors and
+providers in their packages; everything Jupyter in `livedag.jupyter`; the
 run record in `livedag.monitoring`, its pictures in the `livedag.plot` module.
 """
 
@@ -22,11 +23,11 @@ _EXPORTS = {
     "AUTO_LOGNAME": "livedag.apps",
     "Config": "livedag.config",
     "DataFlowKernel": "livedag.dataflow",
-    "load": "livedag.dataflow",
-    "dfk": "livedag.dataflow",
-    "clear": "livedag.dataflow",
-    "wait_for_current_tasks": "livedag.dataflow",
-    "resubmit": "livedag.dataflow",
+    "load": "livedag.loader",
+    "dfk": "livedag.loader",
+    "clear": "livedag.loader",
+    "wait_for_current_tasks": "livedag.loader",
+    "resubmit": "livedag.loader",
     "AppFuture": "livedag.futures",
     "DataFuture": "livedag.futures",
     "File": "livedag.futures",

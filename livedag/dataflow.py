@@ -13,6 +13,10 @@ Completing one future can complete many others (memo hits, dependency failures, 
 `fut[key]`). Those cascades go through a per-thread work queue (`_soon`) instead of nested
 callbacks, so a 10,000-step chain of failures never hits Python's recursion limit.
 The kernel publishes events for every move; it never imports the UI, sockets or schedulers.
+
+Nearby: `dependency_resolvers` finds the futures in a call and their values; `steering`
+cancels and resubmits tasks on the user's behalf; `loader` holds the loaded kernel
+(`livedag.load()`, Parsl's DataFlowKernelLoader).
 """
 
 from __future__ import annotations
@@ -25,15 +29,14 @@ import logging
 import os
 import random
 import socket
-import sys
 import threading
 import time
-import types
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from typing import Any
 
 from livedag import events as ev
+from livedag import loader, steering
 from livedag.apps import (
     AUTO_LOGNAME,
     SPECIAL_KWARGS,
@@ -43,6 +46,7 @@ from livedag.apps import (
     run_with_walltime,
 )
 from livedag.config import Config
+from livedag.dependency_resolvers import gather, unwrap, without_future_defaults
 from livedag.errors import (
     ConfigurationError,
     DependencyError,
@@ -58,7 +62,7 @@ from livedag.errors import (
     exception_name,
 )
 from livedag.executors.base import Executor, TaskCall
-from livedag.futures import AppFuture, DataFuture, File, LightFuture, keep_callback
+from livedag.futures import AppFuture, DataFuture, File, LightFuture, record_of
 from livedag.task import TaskRecord, TaskState, TryRecord, check_move
 
 logger = logging.getLogger("livedag")
@@ -110,11 +114,6 @@ class DataFlowKernel:
         # user's own livedag.load(config) as long as it has run no task.
         self.replaceable = False
         self.hostname = socket.gethostname()
-        from livedag.dependency_resolvers import DEEP_DEPENDENCY_RESOLVER
-
-        self._deep = self.config.dependency_resolver is DEEP_DEPENDENCY_RESOLVER or bool(
-            getattr(self.config.dependency_resolver, "deep", False)
-        )
         self._resolver = self.config.dependency_resolver
 
         self.memoizer = self.config.memoizer
@@ -137,11 +136,7 @@ class DataFlowKernel:
         self._user_labels = [ex.label for ex in self.config.executors]
         logger.info("livedag kernel loaded: run dir %s, executors %s", self.run_dir,
                     ", ".join(self._user_labels))
-        for hook in list(_load_hooks):
-            try:
-                hook(self)
-            except Exception:
-                logger.exception("a load hook (%r) failed", hook)
+        loader.run_load_hooks(self)
 
     # ------------------------------------------------------------ executors
     def _start_executor(self, ex: Executor) -> None:
@@ -238,7 +233,7 @@ class DataFlowKernel:
         return self._enter(record, fut)
 
     def _enter(self, record: TaskRecord, fut: AppFuture) -> AppFuture:
-        deps = self._gather(record.args, record.kwargs)
+        deps = gather(record.args, record.kwargs, self._resolver)
         self.tasks[record.id] = record
         if self.bus.active:
             dep_ids = tuple(d.tid for d in deps if isinstance(d, (AppFuture, DataFuture))
@@ -252,7 +247,7 @@ class DataFlowKernel:
             # calls back at once, and must not launch the task before all are counted.
             record.pending_deps = len(deps) + 1
             for d in deps:
-                parent = _record_of(d)
+                parent = record_of(d)
                 if parent is not None and parent.state not in (_S.EXEC_DONE, _S.MEMO_DONE):
                     with self._lock:  # its first dependent makes the list: not twice at once
                         parent.add_dependent(record)
@@ -304,42 +299,6 @@ class DataFlowKernel:
             self.run_dir, "task_logs", str(record.id // 10000).zfill(4),
             f"task_{str(record.id).zfill(4)}_{record.app_name}{label}.{stream}",
         )
-
-    def _gather(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Future[Any]]:
-        if self._resolver is not None:
-            gather = self._resolver.traverse_to_gather
-            deps = [d for a in args for d in gather(a)]
-            for k, v in kwargs.items():
-                if k != "inputs":
-                    deps += gather(v)
-            for v in kwargs.get("inputs", ()) or ():
-                deps += gather(v)
-            return deps
-        deps = [a for a in args if isinstance(a, Future)]
-        if kwargs:
-            deps += [v for v in kwargs.values() if isinstance(v, Future)]
-            inputs = kwargs.get("inputs")
-            if inputs:
-                deps += [v for v in inputs if isinstance(v, Future)]
-        return deps
-
-    def _unwrap(
-        self, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        if self._resolver is not None:
-            unwrap = self._resolver.traverse_to_unwrap
-            args = tuple(unwrap(a) for a in args)
-            kwargs = {k: (unwrap(v) if k != "inputs" else v) for k, v in kwargs.items()}
-            if kwargs.get("inputs"):
-                kwargs["inputs"] = [unwrap(v) for v in kwargs["inputs"]]
-            return args, kwargs
-        args = tuple(a.result() if isinstance(a, Future) else a for a in args)
-        if kwargs:
-            kwargs = {k: (v.result() if isinstance(v, Future) else v) for k, v in kwargs.items()}
-            inputs = kwargs.get("inputs")
-            if inputs:
-                kwargs["inputs"] = [v.result() if isinstance(v, Future) else v for v in inputs]
-        return args, kwargs
 
     # ------------------------------------------------------------ the work queue
     def _soon(self, fn: Callable[..., None], *args: Any) -> None:
@@ -393,7 +352,7 @@ class DataFlowKernel:
         if failed:
             self._dep_fail(record, failed)
             return
-        args, kwargs = self._unwrap(record.args, record.kwargs) if record.depends_on else (
+        args, kwargs = unwrap(record.args, record.kwargs, self._resolver) if deps else (
             record.args, record.kwargs)
         if record.memoize:
             try:
@@ -416,7 +375,7 @@ class DataFlowKernel:
         if record.stdout or record.stderr:
             record.stdout.clear()
             record.stderr.clear()
-        fn: Callable[..., Any] = _without_future_defaults(record.func)
+        fn: Callable[..., Any] = without_future_defaults(record.func)
         if record.kind == "bash":
             fn = functools.partial(run_bash, fn)
         elif kwargs and not SPECIAL_KWARGS.isdisjoint(kwargs):
@@ -548,35 +507,7 @@ class DataFlowKernel:
 
     # ------------------------------------------------------------ dependency failures
     def _dep_fail(self, record: TaskRecord, failed: list[Future[Any]]) -> None:
-        pairs: list[tuple[BaseException, int | str | None]] = []
-        roots: dict[int, RootCause] = {}
-        root_exc: BaseException | None = None
-        for d in failed:
-            parent = _record_of(d)
-            exc: BaseException
-            if d.cancelled():
-                tid = parent.id if parent else -1
-                name = parent.app_name if parent else "<future>"
-                exc = parent.exception if parent and parent.exception else TaskCancelled(tid, name)
-            else:
-                exc = d.exception()  # type: ignore[assignment]
-            pairs.append((exc, parent.id if parent else None))
-            if isinstance(exc, PropagatedException) and exc.root_causes:
-                for rc in exc.root_causes:
-                    roots.setdefault(rc.task_id, rc)
-                if root_exc is None:
-                    root_exc = exc.__cause__
-            else:
-                rc = RootCause(parent.id if parent else -1,
-                               parent.app_name if parent else "<future>",
-                               exception_name(exc), exception_message(exc))
-                roots.setdefault(rc.task_id, rc)
-                if root_exc is None:
-                    root_exc = exc
-        error = DependencyError(pairs, record.id, app_name=record.app_name,
-                                root_causes=list(roots.values()))
-        error.__cause__ = root_exc
-        record.root_cause_ids = tuple(roots)
+        error = _propagated(DependencyError, record, failed)
         record.exception = error
         record.time_returned = time.time()
         self._move(record, _S.DEP_FAIL)
@@ -619,51 +550,13 @@ class DataFlowKernel:
             self._succeed(record, values[0] if isinstance(returned, Future) else values,
                           _S.EXEC_DONE)
             return
-        pairs: list[tuple[BaseException, int | str | None]] = []
-        roots: list[RootCause] = []
-        for f in failed:
-            parent = _record_of(f)
-            exc = parent.exception if f.cancelled() and parent else f.exception()
-            exc = exc or TaskCancelled(parent.id if parent else -1, "<future>")
-            pairs.append((exc, parent.id if parent else None))
-            if isinstance(exc, PropagatedException):
-                roots.extend(exc.root_causes)
-            else:
-                roots.append(RootCause(parent.id if parent else -1,
-                                       parent.app_name if parent else "<future>",
-                                       exception_name(exc), exception_message(exc)))
-        error = JoinError(pairs, record.id, app_name=record.app_name, root_causes=roots)
-        first = pairs[0][0]
-        error.__cause__ = first.__cause__ if isinstance(first, PropagatedException) else first
-        record.root_cause_ids = tuple(r.task_id for r in roots)
+        error = _propagated(JoinError, record, failed)
         self._fail(record, error)
 
     # ------------------------------------------------------------ cancel and resubmit
     def cancel(self, fut: AppFuture, reason: str = "cancelled by the user") -> bool:
         """Cancel a task that has not started. Its dependents end as dependency failures."""
-        record = fut.task_record
-        with self._lock:
-            exec_fu = None
-            if record.state is _S.PENDING and not record.claimed:
-                record.claimed = True
-            elif record.state is _S.LAUNCHED and record.exec_fu is not None:
-                exec_fu = record.exec_fu
-            else:
-                return False
-        # Outside the lock: a cancelled executor future runs _exec_done at once.
-        if exec_fu is not None:
-            if not exec_fu.cancel():
-                return False  # it has started: too late
-            record.tries[-1].outcome = _S.CANCELLED.value
-        with self._lock:
-            record.exception = TaskCancelled(record.id, record.app_name, reason)
-            self._move(record, _S.CANCELLED)
-        if self.bus.active:
-            self.bus.publish(ev.TaskCancelled(time.time(), record.id, reason))
-        fut._cancel_now()
-        for df in record.outputs:
-            df.cancel()
-        return True
+        return steering.cancel(self, fut, reason)
 
     def resubmit(
         self, target: AppFuture | TaskRecord | int, *, use_latest_definition: bool = True
@@ -675,68 +568,7 @@ class DataFlowKernel:
         `__main__`, e.g. a notebook cell run again) runs with its newest function. For a
         dependency failure, its root-cause tasks are resubmitted.
         """
-        record = self._record(target)
-        if record.state is _S.DEP_FAIL:
-            for tid in record.root_cause_ids:
-                root = self.tasks.get(tid)
-                if root is not None and root.state.is_failure:
-                    self.resubmit(root, use_latest_definition=use_latest_definition)
-            assert record.app_fu is not None
-            return record.app_fu
-        if record.state not in (_S.FAILED, _S.CANCELLED):
-            raise ValueError(
-                f"task {record.id} {record.app_name!r} is {record.state.value}: only failed, "
-                "cancelled or dependency-failed tasks can be resubmitted"
-            )
-        blocked = _blocked_descendants(record)
-        redefined = False
-        for r in [record, *blocked]:
-            if use_latest_definition:
-                redefined |= _use_latest_definition(r)
-            r.exception = None
-            r.root_cause_ids = ()
-            r.fail_count = 0
-            r.claimed = False
-            r.time_returned = None
-            with self._lock:
-                self._move(r, _S.PENDING)
-            self.tasks[r.id] = r
-            assert r.app_fu is not None
-            r.app_fu._reset()
-            for df in r.outputs:
-                df._reset()
-        if self.bus.active:
-            self.bus.publish(ev.TaskResubmitted(time.time(), record.id, record.try_number + 1,
-                                                tuple(r.id for r in blocked), redefined))
-        # Count the inputs still to come; the callbacks added at submit time fire again.
-        self._restore_dep_callbacks(blocked)
-        for r in [record, *blocked]:
-            with self._lock:
-                r.pending_deps = sum(1 for d in r.depends_on if not d.done())
-                ready = r.pending_deps == 0
-            if ready:
-                self._soon(self._launch_if_ready, r)
-        assert record.app_fu is not None
-        return record.app_fu
-
-    def _restore_dep_callbacks(self, blocked: list[TaskRecord]) -> None:
-        """A callback added to an input that had already ended when the task was made ran
-        at once and was not kept; put it back on the reset inputs before they run again."""
-        for r in blocked:
-            for d in r.depends_on:
-                if isinstance(d, (AppFuture, DataFuture)) and not d.done():
-                    keep_callback(d, functools.partial(self._dep_done, r))
-
-    def _record(self, target: AppFuture | TaskRecord | int) -> TaskRecord:
-        if isinstance(target, AppFuture):
-            return target.task_record
-        if isinstance(target, TaskRecord):
-            return target
-        record = self.tasks.get(target)
-        if record is None:
-            raise KeyError(f"no task {target} is known to this kernel (finished tasks are "
-                           "forgotten when garbage_collect=True)")
-        return record
+        return steering.resubmit(self, target, use_latest_definition=use_latest_definition)
 
     # ------------------------------------------------------------ lifecycle
     def wait_for_current_tasks(self) -> None:
@@ -778,9 +610,7 @@ class DataFlowKernel:
         if self._log_handler is not None:
             logging.getLogger("livedag").removeHandler(self._log_handler)
             self._log_handler.close()
-        global _current
-        if _current is self:
-            _current = None
+        loader.forget(self)
 
     def checkpoint(self) -> str | None:
         return self.memoizer.checkpoint()
@@ -805,83 +635,42 @@ class DataFlowKernel:
         return f"<DataFlowKernel run_dir={self.run_dir!r} executors={self._user_labels}>"
 
 
-def _holds_future(value: Any) -> bool:
-    if isinstance(value, Future):
-        return True
-    return isinstance(value, (list, tuple)) and any(isinstance(v, Future) for v in value)
-
-
-def _done_value(value: Any) -> Any:
-    if isinstance(value, Future):
-        return value.result() if value.done() else value
-    if isinstance(value, (list, tuple)):
-        return type(value)(_done_value(v) for v in value)
-    return value
-
-
-def _without_future_defaults(func: Callable[..., Any]) -> Callable[..., Any]:
-    """The function, or a copy whose parameter defaults hold values instead of futures.
-
-    Parsl lets a default be a future (`def f(inputs=[other()])`); the call's kwargs already
-    carry the values, but the defaults would still travel with the function, and a
-    future cannot be pickled.
-    """
-    defaults = getattr(func, "__defaults__", None)
-    if not defaults or not any(_holds_future(d) for d in defaults):
-        return func
-    original: Any = func
-    copy = types.FunctionType(original.__code__, original.__globals__, original.__name__,
-                              tuple(_done_value(d) for d in defaults), original.__closure__)
-    copy.__kwdefaults__ = original.__kwdefaults__
-    copy.__dict__.update(func.__dict__)
-    copy.__qualname__, copy.__module__ = func.__qualname__, func.__module__
-    return copy
-
-
-def _record_of(fut: Future[Any]) -> TaskRecord | None:
-    if isinstance(fut, AppFuture):
-        return fut.task_record
-    if isinstance(fut, DataFuture) and isinstance(fut.app_fut, AppFuture):
-        return fut.app_fut.task_record
-    return None
-
-
-def _blocked_descendants(root: TaskRecord) -> list[TaskRecord]:
-    found: list[TaskRecord] = []
-    seen = {root.id}
-    stack = list(root.dependents)
-    while stack:
-        r = stack.pop()
-        if r.id in seen or r.state is not _S.DEP_FAIL:
-            continue
-        seen.add(r.id)
-        found.append(r)
-        stack.extend(r.dependents)
-    # A task that also waits for another failed input stays dependency-failed until that
-    # input is resubmitted too: launched while that input is reset, it would block the
-    # thread that launched it (and with one worker, deadlock).
-    while True:
-        ids = {root.id} | {r.id for r in found}
-        keep = [r for r in found if not any(_failed_outside(d, ids) for d in r.depends_on)]
-        if len(keep) == len(found):
-            return sorted(found, key=lambda r: r.id)
-        found = keep
-
-
-def _failed_outside(dep: Future[Any], ids: set[int]) -> bool:
-    parent = _record_of(dep)
-    if parent is not None and parent.id in ids:
-        return False
-    return dep.done() and (dep.cancelled() or dep.exception() is not None)
-
-
-def _use_latest_definition(record: TaskRecord) -> bool:
-    main = sys.modules.get("__main__")
-    newest = getattr(main, record.app_name, None) if main is not None else None
-    if isinstance(newest, AppBase) and newest.func is not record.func:
-        record.func = newest.func
-        return True
-    return False
+def _propagated(
+    kind: type[PropagatedException], record: TaskRecord, failed: list[Future[Any]]
+) -> PropagatedException:
+    """The error of a task whose inputs (or joined futures) failed: each failed input
+    with its task, and the root causes behind them (through dependency failures of
+    their own), once each; its __cause__ is the first root exception. Sets the task's
+    root_cause_ids."""
+    pairs: list[tuple[BaseException, int | str | None]] = []
+    roots: dict[int, RootCause] = {}
+    root_exc: BaseException | None = None
+    for d in failed:
+        parent = record_of(d)
+        exc: BaseException
+        if d.cancelled():
+            tid = parent.id if parent else -1
+            name = parent.app_name if parent else "<future>"
+            exc = parent.exception if parent and parent.exception else TaskCancelled(tid, name)
+        else:
+            exc = d.exception()  # type: ignore[assignment]
+        pairs.append((exc, parent.id if parent else None))
+        if isinstance(exc, PropagatedException) and exc.root_causes:
+            for rc in exc.root_causes:
+                roots.setdefault(rc.task_id, rc)
+            if root_exc is None:
+                root_exc = exc.__cause__
+        else:
+            rc = RootCause(parent.id if parent else -1,
+                           parent.app_name if parent else "<future>",
+                           exception_name(exc), exception_message(exc))
+            roots.setdefault(rc.task_id, rc)
+            if root_exc is None:
+                root_exc = exc
+    error = kind(pairs, record.id, app_name=record.app_name, root_causes=list(roots.values()))
+    error.__cause__ = root_exc
+    record.root_cause_ids = tuple(roots)
+    return error
 
 
 def _make_run_dir(base: str) -> str:
@@ -911,69 +700,12 @@ def _start_logging(config: Config, run_dir: str) -> logging.Handler | None:
 
 
 # ---------------------------------------------------------------- the loaded kernel
-_current: DataFlowKernel | None = None
-_load_lock = threading.Lock()
-_load_hooks: list[Callable[[DataFlowKernel], None]] = []
-
-
-def on_load(hook: Callable[[DataFlowKernel], None]) -> Callable[[], None]:
-    """Call `hook(dfk)` for every DataFlowKernel made from now on (the Jupyter extension and
-    `livedag run` attach their subscribers this way). Returns a function that removes it."""
-    _load_hooks.append(hook)
-
-    def remove() -> None:
-        if hook in _load_hooks:
-            _load_hooks.remove(hook)
-
-    return remove
-
-
-def current_or_none() -> DataFlowKernel | None:
-    """The loaded kernel, or None (no error)."""
-    return _current
-
-
-def load(config: Config | None = None) -> DataFlowKernel:
-    """Load a Config and start its executors; apps run on this kernel from now on."""
-    global _current
-    with _load_lock:
-        if _current is not None and _current.replaceable and _current.task_count == 0:
-            _current.cleanup()
-            _current = None
-        if _current is not None:
-            raise ConfigurationError(
-                "Config has already been loaded: call livedag.dfk().cleanup() and "
-                "livedag.clear() before loading another"
-            )
-        _current = DataFlowKernel(config)
-        return _current
-
-
-def current_dfk() -> DataFlowKernel:
-    dfk = _current
-    if dfk is None:
-        raise NoDataFlowKernelError("Must first load config")
-    return dfk
-
-
-dfk = current_dfk
-
-
-def clear() -> None:
-    """Forget the loaded kernel (after cleanup) so that another Config can be loaded."""
-    global _current
-    _current = None
-
-
-def wait_for_current_tasks() -> None:
-    current_dfk().wait_for_current_tasks()
-
-
-def resubmit(target: AppFuture | int, *, use_latest_definition: bool = True) -> AppFuture:
-    """Run a failed task again (see DataFlowKernel.resubmit)."""
-    if isinstance(target, AppFuture):
-        return target._dfk.resubmit(target, use_latest_definition=use_latest_definition)
-    return current_dfk().resubmit(target, use_latest_definition=use_latest_definition)
-
-
-DataFlowKernelLoader = sys.modules[__name__]
+# Its own module; here too, where Parsl code and earlier livedag code import them.
+DataFlowKernelLoader = loader
+on_load = loader.on_load
+current_or_none = loader.current_or_none
+load = loader.load
+current_dfk = dfk = loader.current_dfk
+clear = loader.clear
+wait_for_current_tasks = loader.wait_for_current_tasks
+resubmit = loader.resubmit

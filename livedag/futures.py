@@ -225,6 +225,15 @@ def keep_callback(fut: Future[Any], fn: functools.partial[Any]) -> None:
         callbacks.append(fn)
 
 
+def record_of(fut: Future[Any]) -> TaskRecord | None:
+    """The task behind a future: an app's, or the app's that writes a DataFuture's file."""
+    if isinstance(fut, AppFuture):
+        return fut.task_record
+    if isinstance(fut, DataFuture) and isinstance(fut.app_fut, AppFuture):
+        return fut.app_fut.task_record
+    return None
+
+
 class File(os.PathLike[str]):
     """A file named by a URL or a path; `filepath` is where the app reads or writes it."""
 

@@ -16,7 +16,7 @@ def _no_kernel_left_loaded() -> Iterator[None]:
     yield
     from livedag import dataflow
 
-    left = dataflow._current
+    left = dataflow.current_or_none()
     if left is not None:
         left.cleanup()
         dataflow.clear()

@@ -167,7 +167,7 @@ def test_load_ext_shows_widget_tags_cells_and_unloads(kernel):
     text = ok(kernel.run("%dag summary"))
     assert "livedag: 2 tasks" in text
     ok(kernel.run("%unload_ext livedag.jupyter"))
-    text = ok(kernel.run("from livedag import dataflow\nprint(dataflow._current, w.comm)"))
+    text = ok(kernel.run("from livedag import dataflow\nprint(dataflow.current_or_none(), w.comm)"))
     assert "None None" in text
 
 
