@@ -372,3 +372,14 @@ def test_incremental_layers_are_networkx_topological_generations():
     assert {t: n.layer for t, n in g.nodes.items()} == expected
     positions = [(n.layer, n.row) for n in g.nodes.values()]
     assert len(positions) == len(set(positions))
+
+
+def test_a_try_sends_every_field_to_the_panel():
+    """Try.to_json is written out by hand (asdict deep-copies): a field added to Try must
+    reach the detail panel too."""
+    import dataclasses
+
+    from livedag.jupyter.nodes import Try
+
+    attempt = Try(2, 1.0, 2.0, 3.5, "failed", "KeyError", "node7", 4242, 0.25, 1 << 20)
+    assert attempt.to_json() == dataclasses.asdict(attempt)
