@@ -136,7 +136,7 @@ def test_affinity_strategies() -> None:
 
 
 def test_queued_tasks_coalesce_into_batches_and_keep_their_order_with_control_messages() -> None:
-    from livedag.executors.htex.executor import _records
+    from livedag.executors.htex.pipes import records
 
     cancel = pack_frames(Cancel(1, 1).encode())
     items: list[bytes | tuple[tuple[int, int], bytes]] = [
@@ -146,7 +146,7 @@ def test_queued_tasks_coalesce_into_batches_and_keep_their_order_with_control_me
 
     r, w = os.pipe()
     try:
-        _records(items).write_to(w)
+        records(items).write_to(w)
         data = os.read(r, 1 << 16)
     finally:
         os.close(r)

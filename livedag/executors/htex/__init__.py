@@ -1,6 +1,10 @@
 """The ZMQ executor: worker pools on local processes or cluster nodes.
 
     executor.py      the kernel side: submit, futures, events
+    parameters.py    Parsl's parameters: ignored, checked, where each goes
+    pipes.py         the kernel's end of the interchange's pipes (start, send, batching)
+    losses.py        the error each lost task gets, and when
+    strategy.py      how many blocks to run, and when idle ones go
     blocks.py        the executor's blocks: started, watched, cancelled through the provider
     interchange.py   the broker process between the kernel and the pools
     pool.py          one per node of a block: starts, feeds and watches workers

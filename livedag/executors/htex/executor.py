@@ -1,23 +1,23 @@
 """HighThroughputExecutor, the kernel side: submits tasks, resolves futures, starts blocks.
 
-    submit(call) ──pack_call──> [lock] _send: alone ──write TaskBatch──> stdin pipe ──> interchange
-                                       in a burst ──> outbox ──writer thread: one TaskBatch──┘
+    submit(call) ──pack_call──> [lock] Outbox.send: alone ──write──> stdin pipe ──> interchange
+                                       in a burst ──> writer thread: one TaskBatch──┘  (pipes.py)
     receiver thread <──stdout pipe── interchange: Report | ManagerJoined | ManagerGone | ...
         Report.started  ──> publish(TaskStateChanged(RUNNING, host, pid, block, job))
         Report.outputs  ──> publish(TaskOutput)                 (incremental UTF-8 decode)
         Report.results  ──> publish(TaskResources); unpack_outcome ──> future.set_result
                             / set_exception
-        Report.deaths   ──> future.set_exception(WorkerLost)
+        Report.deaths   ──> future.set_exception(WorkerLost)                   (losses.py)
         ManagerGone     ──> future.set_exception(ManagerLost) for each task it held
         end of pipe     ──> every outstanding future fails with ExecutorError
     block watcher thread ──provider.status(all jobs)──> BlockChanged; no block left alive
         (e.g. a broken worker_init) ──> every outstanding future fails with ExecutorError
+        every strategy_period ──Strategy.plan──> start or retire blocks     (strategy.py)
 
 The interchange is our child and speaks to us only through its pipes; worker pools are
 blocks started through the provider. Parameters keep Parsl's names, meanings and defaults;
-the ones that have no effect here are listed in `IGNORED_PARAMETERS`.
+the ones that have no effect here are listed in `IGNORED_PARAMETERS` (parameters.py).
 """
-
 from __future__ import annotations
 
 import codecs
@@ -28,72 +28,45 @@ import math
 import os
 import secrets
 import select
-import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any
 
-from livedag.errors import (
-    ConfigurationError,
-    ExecutorError,
-    SerializationError,
-    SubmitError,
-)
+from livedag.errors import ExecutorError, SerializationError, SubmitError
 from livedag.events import TaskOutput, TaskResources, TaskStateChanged
 from livedag.executors.base import Executor, Publish, TaskCall
-from livedag.executors.htex import security
-from livedag.executors.htex.blocks import Blocks, env_with_livedag, pool_command
-from livedag.executors.htex.forensics import (
-    manager_lost,
-    tail_lines,
-    worker_killed_with_block,
-    worker_lost,
-)
+from livedag.executors.htex import losses, parameters, pipes, security
+from livedag.executors.htex.blocks import Blocks, pool_command
+from livedag.executors.htex.losses import SCHEDULER_SIGNALS
+from livedag.executors.htex.parameters import IGNORED_PARAMETERS
+from livedag.executors.htex.pipes import COALESCE_WINDOW, OUTBOX_LIMIT
 from livedag.executors.htex.protocol import (
     Cancel,
     CancelReply,
     FrameReader,
-    InterchangeConfig,
     ManagerGone,
     ManagerJoined,
-    Ready,
     Report,
     Retire,
-    SendBuffer,
     Shutdown,
-    TaskBatch,
     WorkerDeath,
     decode,
     pack_frames,
-    widen_pipe,
-    write_all,
 )
+from livedag.executors.htex.strategy import Strategy
 from livedag.futures import LightFuture
-from livedag.providers.base import ExecutionProvider, JobStatus
+from livedag.providers.base import ExecutionProvider
 from livedag.serialize import pack_call, unpack_outcome
 from livedag.task import TaskState
 
-logger = logging.getLogger(__name__)
+# The names this module had before its parts moved out stay importable from here.
+__all__ = ["COALESCE_WINDOW", "IGNORED_PARAMETERS", "OUTBOX_LIMIT", "SCHEDULER_SIGNALS",
+           "SPIN_WINDOW", "START_TIMEOUT", "HighThroughputExecutor"]
 
-# Parsl parameters accepted so a Parsl config works unchanged, with no effect here.
-IGNORED_PARAMETERS = {
-    "launch_cmd": "pools are always started as `python -m livedag.executors.htex.pool`",
-    "interchange_launch_cmd": "the interchange is always `python -m ...htex.interchange`",
-    "interchange_port_range": "the kernel talks to the interchange over pipes, not ports",
-    "loopback_address": "the kernel talks to the interchange over pipes",
-    "storage_access": "data staging is not implemented yet",
-    "working_dir": "workers run in the kernel's working directory",
-    "drain_period": "not implemented yet",
-    "poll_period": "the loops wake on events, not on a poll period",
-    "address_probe_timeout": "pools connect to the first address given",
-    "manager_selector": "tasks go to the pool with the most free slots",
-    "block_error_handler": "block failures are reported as BlockChanged events",
-    "remote_monitoring_radio": "monitoring reads the event stream instead",
-}
+logger = logging.getLogger(__name__)
 
 # A result that comes back within a millisecond should not pay for waking a sleeping
 # CPU, which on a virtual machine (most cloud notebooks) costs tens of microseconds for
@@ -101,13 +74,7 @@ IGNORED_PARAMETERS = {
 # interchange's pipe for up to SPIN_WINDOW seconds before it sleeps; busy pipelines
 # never spin (their results arrive back to back).
 SPIN_WINDOW = 0.001
-# Calls closer together than this are a burst: they queue and go as one batch (see _send).
-COALESCE_WINDOW = 0.0002
-OUTBOX_LIMIT = 8 << 20  # bytes queued for the writer before a submit waits for it
 START_TIMEOUT = 20.0  # seconds for the interchange to report that it listens
-# What a batch scheduler sends a job's processes when it ends the job (scancel, qdel,
-# the walltime); a worker killed so is explained by the job's final state.
-SCHEDULER_SIGNALS = frozenset({"SIGTERM", "SIGKILL", "SIGUSR1", "SIGUSR2", "SIGINT"})
 
 
 @dataclasses.dataclass
@@ -167,18 +134,10 @@ class HighThroughputExecutor(Executor):
         encrypted: bool = True,
         remote_monitoring_radio: Any = None,
     ) -> None:
-        if provider is None:
-            from livedag.providers.local import LocalProvider
-
-            provider = LocalProvider()
-        if cores_per_worker <= 0:
-            raise ConfigurationError(
-                f"{label}: cores_per_worker must be > 0, got {cores_per_worker}"
-            )
-        if heartbeat_period <= 0 or heartbeat_threshold <= 0:
-            raise ConfigurationError(
-                f"{label}: heartbeat_period and heartbeat_threshold must be > 0"
-            )
+        provider = parameters.default_provider(provider)
+        parameters.check(label, cores_per_worker=cores_per_worker,
+                         heartbeat_period=heartbeat_period,
+                         heartbeat_threshold=heartbeat_threshold)
         self.label = label
         self.provider = provider
         self.launch_cmd = launch_cmd
@@ -195,9 +154,7 @@ class HighThroughputExecutor(Executor):
         self.mem_per_worker = mem_per_worker
         self.max_workers_per_node = max_workers_per_node or math.inf
         self.cpu_affinity = cpu_affinity
-        if isinstance(available_accelerators, int):
-            available_accelerators = [str(i) for i in range(available_accelerators)]
-        self.available_accelerators = list(available_accelerators)
+        self.available_accelerators = parameters.accelerator_names(available_accelerators)
         self.prefetch_capacity = prefetch_capacity
         self.heartbeat_threshold = heartbeat_threshold
         self.heartbeat_period = heartbeat_period
@@ -225,18 +182,11 @@ class HighThroughputExecutor(Executor):
         self.strategy: str | None = "simple"
         self.strategy_period = 5.0
         self.max_idletime = 120.0
-        self._idle_since: float | None = None
+        self._scaling = Strategy()  # when the executor went idle
         self._workers_seen = 0
         self._cancel_replies: dict[tuple[int, int], tuple[threading.Event, list[bool]]] = {}
         self._ix: subprocess.Popen[bytes] | None = None
-        self._ix_in = -1
-        self._outbox: list[bytes | tuple[tuple[int, int], bytes]] = []
-        self._writer_busy = False
-        self._writer_wake = threading.Event()
-        self._drained = threading.Condition(self._lock)
-        self._outbox_bytes = 0
-        self._writer_exit = False
-        self._last_send = 0.0
+        self._outbox = pipes.Outbox(self._lock)
         self._receiver: threading.Thread | None = None
         self._failure: ExecutorError | None = None
         self._stopping = False
@@ -288,35 +238,20 @@ class HighThroughputExecutor(Executor):
         if self.encrypted and not self.loopback_only:
             cert_dir = security.create_certificates(os.path.join(self.logdir, "certificates"))
         self._cert_dir = cert_dir
-        bind = "127.0.0.1" if self.loopback_only else (self.address or "*")
-        if self.worker_port:
-            ports = [self.worker_port, self.worker_port]
-        else:
-            ports = list(self.worker_port_range or (54000, 55000))
-        config = InterchangeConfig(
-            label=self.label, secret=secret, bind_address=bind, port_range=ports,
-            heartbeat_period=float(self.heartbeat_period),
-            heartbeat_threshold=float(self.heartbeat_threshold), cert_dir=cert_dir,
-            log_path=self.interchange_log, debug=self.worker_debug,
-        )
-        with open(os.path.join(self.logdir, "interchange.stderr"), "ab") as err:
-            self._ix = subprocess.Popen(
-                [sys.executable, "-m", "livedag.executors.htex.interchange"],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
-                env=env_with_livedag(), close_fds=True,
-            )
-        assert self._ix.stdin is not None and self._ix.stdout is not None
-        self._ix_in = self._ix.stdin.fileno()
-        widen_pipe(self._ix_in)
-        widen_pipe(self._ix.stdout.fileno())
-        self._write(pack_frames(config.encode()))
+        config = parameters.interchange_config(self, secret=secret, cert_dir=cert_dir)
+        self._ix = pipes.spawn(os.path.join(self.logdir, "interchange.stderr"))
+        pipes.connect(self._ix, self._outbox, config)
         reader = FrameReader()
-        ready = self._wait_ready(reader)
+        ready = pipes.wait_ready(self._ix, reader, START_TIMEOUT)
+        if ready is None:
+            reason = self._interchange_death("did not start")
+            self._kill_interchange()
+            raise ExecutorError(self.label, reason)
         self.port = ready.port
         self._receiver = threading.Thread(target=self._receive, args=(reader,),
                                           name=f"livedag-{self.label}-receiver", daemon=True)
         self._receiver.start()
-        threading.Thread(target=self._writer_loop, name=f"livedag-{self.label}-writer",
+        threading.Thread(target=self._outbox.run, name=f"livedag-{self.label}-writer",
                          daemon=True).start()
         self.provider.script_dir = os.path.join(self.logdir, "submit_scripts")
         self.blocks = Blocks(self.label, self.provider, self.publish,
@@ -331,25 +266,6 @@ class HighThroughputExecutor(Executor):
             raise
         self.blocks.start()
 
-    def _wait_ready(self, reader: FrameReader) -> Ready:
-        assert self._ix is not None and self._ix.stdout is not None
-        fd = self._ix.stdout.fileno()
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            readable, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
-            data = os.read(fd, 1 << 16) if readable else b""
-            if readable and data:
-                for frames in reader.feed(data):
-                    msg = decode(frames)
-                    if isinstance(msg, Ready):
-                        return msg
-                continue
-            if readable or self._ix.poll() is not None:
-                break
-        reason = self._interchange_death("did not start")
-        self._kill_interchange()
-        raise ExecutorError(self.label, reason)
-
     def scale_out_one(self) -> str:
         """Start one block through the provider; its block id."""
         assert self.blocks is not None
@@ -357,30 +273,20 @@ class HighThroughputExecutor(Executor):
 
     def _scale(self) -> None:
         """One step of the strategy (on the block watcher's thread)."""
-        blocks, p = self.blocks, self.provider
+        blocks = self.blocks
         if self.strategy in (None, "none") or blocks is None or self._stopping:
             return
         if blocks.broken():
             return  # no new block until one works: the watcher fails what waits
-        live = blocks.live()
-        active = len(self._futures)
-        if active:
-            self._idle_since = None
-            per_block = max(1, self._workers_seen or int(min(self.workers_per_node, 1e6)))
-            want = math.ceil(active * p.parallelism / (per_block * p.nodes_per_block))
-            want = min(p.max_blocks, max(p.min_blocks, want))
-        else:
-            want = p.min_blocks
-            now = time.monotonic()
-            if self._idle_since is None:
-                self._idle_since = now
-            elif now - self._idle_since >= self.max_idletime:
-                for block_id in live[p.min_blocks:]:
-                    if blocks.retire(block_id):  # its pool drains first, then it goes
-                        with self._lock, contextlib.suppress(OSError):
-                            self._send(pack_frames(Retire(block_id).encode()))
-                return
-        for _ in range(want - len(live)):
+        start, retire = self._scaling.plan(
+            blocks.live(), len(self._futures), workers_seen=self._workers_seen,
+            workers_per_node=self.workers_per_node, provider=self.provider,
+            max_idletime=self.max_idletime)
+        for block_id in retire:
+            if blocks.retire(block_id):  # its pool drains first, then it goes
+                with self._lock, contextlib.suppress(OSError):
+                    self._outbox.send(pack_frames(Retire(block_id).encode()))
+        for _ in range(start):
             try:
                 self.scale_out_one()
             except SubmitError as exc:
@@ -399,16 +305,9 @@ class HighThroughputExecutor(Executor):
             self._futures.clear()
             for key, _ in waiting:  # withdraw them from the interchange's queue too
                 with contextlib.suppress(OSError):
-                    self._send(pack_frames(Cancel(*key).encode()))
+                    self._outbox.send(pack_frames(Cancel(*key).encode()))
         for (tid, tries), (fut, app_name) in waiting:
-            err = SubmitError(
-                f"task {tid} {app_name!r} (try {tries}) cannot run: executor {self.label!r} "
-                f"has no block, and the scheduler refused a new one. {exc}",
-                provider=exc.provider, command=exc.command, returncode=exc.returncode,
-                stdout=exc.stdout, stderr=exc.stderr, script_path=exc.script_path,
-            )
-            err.__cause__ = exc
-            fut.set_exception(err)
+            fut.set_exception(losses.block_refused(exc, tid, tries, app_name, self.label))
 
     def _no_blocks_left(self, reasons: str, broken: bool) -> bool:
         """No block runs. Fail what waits when no new block can help (True: done)."""
@@ -420,24 +319,8 @@ class HighThroughputExecutor(Executor):
         return True
 
     def _pool_command(self, block_id: str) -> str:
-        address = "127.0.0.1" if self.loopback_only else (self.address or socket.gethostname())
-        parts = [
-            sys.executable, "-m", "livedag.executors.htex.pool",
-            "--addresses", address, "--port", str(self.port), "--block-id", block_id,
-            "--logdir", self.worker_logdir, "--secret-file", self._secret_file,
-            "--hb-period", str(self.heartbeat_period),
-            "--hb-threshold", str(self.heartbeat_threshold),
-            "--max-workers", str(self.max_workers_per_node),
-            "--cores-per-worker", str(self.cores_per_worker),
-            "--mem-per-worker", str(self.mem_per_worker),
-            "--prefetch", str(self.prefetch_capacity), "--cpu-affinity", self.cpu_affinity,
-        ]
-        if self._cert_dir:
-            parts += ["--cert-dir", self._cert_dir]
-        if self.available_accelerators:
-            parts += ["--accelerators", *self.available_accelerators]
-        if self.worker_debug:
-            parts.append("--debug")
+        parts = parameters.pool_arguments(self, block_id, port=self.port,
+                                          secret_file=self._secret_file, cert_dir=self._cert_dir)
         return pool_command(parts, local=self.provider.is_local)
 
     # --- submit ---------------------------------------------------------------------
@@ -461,60 +344,10 @@ class HighThroughputExecutor(Executor):
             self._futures[key] = (fut, call.app_name)
             # If the interchange is gone, the receiver fails this future with the rest.
             with contextlib.suppress(OSError):
-                self._send((key, payload))
+                self._outbox.send((key, payload))
         if self.blocks is not None and not self.blocks.live():
             self.blocks.nudge()  # every block was scaled in: start one now, not in 5 s
         return fut
-
-    def _send(self, item: bytes | tuple[tuple[int, int], bytes]) -> None:
-        """Send a record, or a task as (key, payload), to the interchange, in order.
-        The caller holds self._lock.
-
-        A call that comes alone (the previous one was more than COALESCE_WINDOW ago) is
-        written at once: one call from a cell, or the next step of a chain, waits for
-        nothing. Calls that come in a burst queue for the writer thread, which sends all
-        that have queued as one TaskBatch: one write, and one wake-up of the interchange,
-        per batch instead of per task."""
-        now = time.perf_counter()
-        quiet = now - self._last_send >= COALESCE_WINDOW
-        self._last_send = now
-        if quiet and not self._writer_busy:
-            self._write(_records([item]))
-            return
-        self._outbox.append(item)
-        self._outbox_bytes += len(item) if isinstance(item, bytes) else len(item[1])
-        if not self._writer_busy:
-            self._writer_busy = True
-            self._writer_wake.set()
-        # Back-pressure: a burst of big arguments waits for the pipe instead of piling
-        # up here (the interchange always reads its pipe, so this wait ends).
-        while self._outbox_bytes > OUTBOX_LIMIT and not self._writer_exit:
-            self._drained.wait(1.0)
-
-    def _writer_loop(self) -> None:
-        while True:
-            self._writer_wake.wait()
-            self._writer_wake.clear()
-            while True:
-                with self._lock:
-                    items = self._outbox
-                    if not items:
-                        self._writer_busy = False
-                        break
-                    self._outbox = []
-                    self._outbox_bytes = 0
-                    self._drained.notify_all()
-                # If the interchange is gone, the receiver fails what was outstanding.
-                with contextlib.suppress(OSError):
-                    self._write(_records(items))
-            if self._writer_exit:
-                return
-
-    def _write(self, data: bytes | SendBuffer) -> None:
-        if isinstance(data, SendBuffer):
-            data.write_to(self._ix_in)  # a blocking pipe: returns when all is written
-        else:
-            write_all(self._ix_in, data)
 
     def cancel(self, task_id: int) -> bool:
         """Withdraw a task still waiting in the interchange. A task a pool already holds
@@ -528,7 +361,7 @@ class HighThroughputExecutor(Executor):
             waiter: tuple[threading.Event, list[bool]] = (threading.Event(), [])
             self._cancel_replies[key] = waiter
             try:
-                self._send(pack_frames(Cancel(*key).encode()))
+                self._outbox.send(pack_frames(Cancel(*key).encode()))
             except OSError:
                 return False
         if threading.current_thread() is self._receiver:
@@ -641,20 +474,8 @@ class HighThroughputExecutor(Executor):
         self._end_output(key)
         if entry is None:
             return
-        fut, app_name = entry
-        if death.signal not in SCHEDULER_SIGNALS or self.blocks is None:
-            fut.set_exception(worker_lost(death, app_name, block, job))
-            return
-
-        def fail(status: JobStatus | None) -> None:
-            if status is None:  # the job lives on: the worker alone was killed
-                fut.set_exception(worker_lost(death, app_name, block, job))
-            else:
-                fut.set_exception(worker_killed_with_block(
-                    death, app_name, block, job, status, self.interchange_log))
-
-        # A scheduler ending the block's job kills the workers first: ask it why.
-        self.blocks.explain(block, fail)
+        losses.worker_died(death, *entry, block=block, job=job, blocks=self.blocks,
+                           interchange_log=self.interchange_log)
 
     def _end_output(self, key: tuple[int, int]) -> None:
         for stream in ("stdout", "stderr"):
@@ -675,27 +496,16 @@ class HighThroughputExecutor(Executor):
                 self.blocks.scaled_in(block)
                 return
             self.blocks.lost(block, msg.reason)
-        lost = []
+        lost: list[losses.LostTask] = []
         for tid, tries in msg.tasks:
             key = (tid, tries)
             entry = self._futures.pop(key, None)
             self._end_output(key)
             if entry is not None:
                 lost.append((tid, tries, *entry))
-
-        def fail(status: JobStatus | None) -> None:
-            for tid, tries, fut, app_name in lost:
-                fut.set_exception(manager_lost(
-                    msg, tid, tries, app_name, host=host, block=block, job=job,
-                    logs=f"{log} and {self.interchange_log}", job_status=status,
-                ))
-
-        if not lost:
-            return
-        if self.blocks is None:
-            fail(None)
-        else:  # the block's job may have ended (cancelled, time limit): say so
-            self.blocks.explain(block, fail)
+        if lost:
+            losses.pool_lost(msg, lost, host=host, block=block, job=job,
+                             logs=f"{log} and {self.interchange_log}", blocks=self.blocks)
 
     def _fail_all(self, error: ExecutorError) -> None:
         with self._lock:
@@ -711,23 +521,9 @@ class HighThroughputExecutor(Executor):
 
     def _interchange_death(self, what: str) -> str:
         assert self._ix is not None
-        try:
-            code = self._ix.wait(timeout=2.0)
-        except subprocess.TimeoutExpired:
-            code = None
-        how = "is not responding" if code is None else (
-            f"was killed by signal {-code}" if code < 0 else f"exited with code {code}")
-        text = (f"its interchange process (pid {self._ix.pid}) {what}: it {how}; "
-                f"{len(self._futures)} tasks were outstanding. See {self.interchange_log}")
-        evidence = ""
-        for path in (self.interchange_log, os.path.join(self.logdir, "interchange.stderr")):
-            with contextlib.suppress(OSError), open(path, "rb") as f:
-                f.seek(0, 2)
-                f.seek(max(0, f.tell() - 4000))
-                evidence += f.read().decode(errors="replace")
-        if evidence.strip():
-            text += "\n--- last lines of its log ---\n" + tail_lines(evidence.encode(), 10)
-        return text
+        return losses.interchange_death(
+            self._ix, what, outstanding=self._futures, log=self.interchange_log,
+            stderr_log=os.path.join(self.logdir, "interchange.stderr"))
 
     # --- shutdown -------------------------------------------------------------------
 
@@ -736,9 +532,8 @@ class HighThroughputExecutor(Executor):
             return
         self._stopping = True
         with self._lock, contextlib.suppress(OSError):
-            self._send(pack_frames(Shutdown("executor shutdown").encode()))
-        self._writer_exit = True  # the writer leaves once it has sent what is queued
-        self._writer_wake.set()
+            self._outbox.send(pack_frames(Shutdown("executor shutdown").encode()))
+        self._outbox.close()  # the writer leaves once it has sent what is queued
         try:
             self._ix.wait(timeout=5.0)
         except subprocess.TimeoutExpired:
@@ -760,26 +555,6 @@ class HighThroughputExecutor(Executor):
 
     def __repr__(self) -> str:
         return f"<HighThroughputExecutor {self.label!r} provider={self.provider!r}>"
-
-
-def _records(items: list[bytes | tuple[tuple[int, int], bytes]]) -> SendBuffer:
-    """The records for queued items, in order: runs of tasks become one TaskBatch each.
-    Big payloads are written from their own bytes (writev), never joined into a copy."""
-    out = SendBuffer()
-    keys: list[tuple[int, int]] = []
-    payloads: list[bytes] = []
-    for item in items:
-        if isinstance(item, tuple):
-            keys.append(item[0])
-            payloads.append(item[1])
-            continue
-        if keys:
-            out.add_record(TaskBatch(keys, payloads).encode())
-            keys, payloads = [], []
-        out.append(item)
-    if keys:
-        out.add_record(TaskBatch(keys, payloads).encode())
-    return out
 
 
 _RUNNING = TaskState.RUNNING
