@@ -223,6 +223,8 @@ class Pool:
                     self.queue.append((tid, tries, payload))
             elif isinstance(msg, Stop):
                 self.stop_reason = f"the interchange said stop: {msg.reason}"
+            if not self.sock.poll(0, zmq.POLLIN):
+                return  # (asked: a raised zmq.Again costs 3x as much)
 
     def _on_monitor(self) -> None:
         while True:
