@@ -166,12 +166,14 @@ function storeFor(model) {
           tasks: Object.values(d.legend).reduce((a, b) => a + b, 0) });
       }
       const ids = applyDiff(store, d);
+      // Acks first: a diff that arrives after a gap is not applied, but the commands
+      // it answers are done, and must not stay "queued: kernel busy".
+      if (d && d.acks && d.acks.length) for (const v of store.views) v.onAcks(d.acks);
       if (ids === false) {
         model.send({ type: "resync" });
         return;
       }
       for (const v of store.views) v.onChange(ids);
-      if (d && d.acks && d.acks.length) for (const v of store.views) v.onAcks(d.acks);
     });
   }
   return store;
@@ -362,12 +364,42 @@ function timelineView(store, onSelect) {
   return { el: box, draw, highlight, running };
 }
 
-/** The view: toolbar, legend, cascades, SVG canvas or timeline, detail panel. */
-function render({ model, el: root }) {
-  timing("livedag:render", null, { uid: model.get("uid") });
-  const store = storeFor(model);
-  root.classList.add("livedag-dag");
-  root.innerHTML = "";
+// One rendered view. Its elements and the state its handlers share live in a context
+// object (Ctx) that each function below takes first; what must outlive the view (the
+// selection, zoom, tab, status line) is kept in store.ui, shared with the store's views.
+
+/**
+ * @typedef {ReturnType<typeof buildToolbar>} Toolbar
+ * @typedef {ReturnType<typeof buildCanvas>} Canvas
+ */
+
+/**
+ * @typedef {object} ViewState
+ * @property {any} model
+ * @property {Store} store
+ * @property {any} ui  store.ui: what a view drawn again keeps
+ * @property {HTMLElement} cascades
+ * @property {HTMLElement} panel  the detail panel
+ * @property {ReturnType<typeof timelineView>} timeline
+ * @property {Map<number, SVGGElement>} nodeEls
+ * @property {Map<number, SVGPathElement[]>} edgeEls  edges into a node
+ * @property {number | string | null} selected  a task id, or an aggregated box's key
+ * @property {{x: number, y: number, k: number}} view  pan and zoom (the object in ui.view)
+ * @property {boolean} userMoved  the user panned or zoomed: stop fitting
+ * @property {Set<number> | null} pending  ids to draw at the next frame (null: all)
+ * @property {number} frame  the requested animation frame, 0: none
+ * @property {Map<string, {text: string, timer: any}>} inflight  commands not yet answered
+ * @property {Map<number, [number, number]> | null} place  where a drilled-into box's tasks go
+ * @property {string | null} shownFocus  the key of the box drawn drilled into
+ * @property {boolean} dagStale  changes arrived while the timeline was shown
+ * @property {any} liveTimer
+ * @property {Map<number, number>} pinAsked  tasks whose details were asked for (aggregated view)
+ */
+
+/** @typedef {Toolbar & Canvas & ViewState} Ctx  one rendered view */
+
+/** The toolbar: title, tabs, Overview and breadcrumb, legend, buttons, status line. */
+function buildToolbar() {
   const bar = el("div", { class: "ld-bar" });
   const title = el("span", { class: "ld-title" }, "livedag");
   const legend = el("span", { class: "ld-legend" });
@@ -382,556 +414,782 @@ function render({ model, el: root }) {
   tabs.append(tabDag, tabTimeline);
   const crumb = el("span", { class: "ld-crumb" });
   const blockedLabel = el("label", { class: "ld-toggle" });
-  const blockedBox = el("input", { type: "checkbox", class: "ld-show-blocked" });
+  const blockedBox = /** @type {HTMLInputElement} */ (
+    el("input", { type: "checkbox", class: "ld-show-blocked" }));
   blockedLabel.append(blockedBox, document.createTextNode(" show blocked"));
   bar.append(title, tabs, btnOverview, crumb, legend, btnFailed, btnFit, blockedLabel, status);
-  const cascades = el("div", { class: "ld-cascades" });
-  const main = el("div", { class: "ld-main" });
-  const canvas = svg("svg", { class: "ld-canvas" });
-  canvas.style.height = `${model.get("height")}px`;
-  const world = svg("g", { class: "ld-world" });
+  return { bar, legend, status, btnFailed: /** @type {HTMLButtonElement} */ (btnFailed), btnFit,
+    btnOverview, tabDag, tabTimeline, crumb, blockedLabel, blockedBox };
+}
+
+/**
+ * The SVG canvas: a world group (panned and zoomed) of group boxes, edges and nodes.
+ * @param {number} height  px
+ */
+function buildCanvas(height) {
+  const canvas = /** @type {SVGSVGElement} */ (svg("svg", { class: "ld-canvas" }));
+  canvas.style.height = `${height}px`;
+  const world = /** @type {SVGGElement} */ (svg("g", { class: "ld-world" }));
   const groupLayer = svg("g", { class: "ld-groups" });
   const edgeLayer = svg("g", { class: "ld-edges" });
   const nodeLayer = svg("g", { class: "ld-nodes" });
   world.append(groupLayer, edgeLayer, nodeLayer);
   canvas.append(world);
-  const panel = el("div", { class: "ld-panel" });
-  panel.append(el("div", { class: "ld-hint" }, "Click a task to see its details."));
-  const timeline = timelineView(store, (id) => select(id));
-  timeline.el.style.height = `${model.get("height")}px`;
-  main.append(canvas, timeline.el, panel);
-  root.append(bar, cascades, main);
+  return { canvas, world, groupLayer, edgeLayer, nodeLayer };
+}
 
-  /** @type {Map<number, SVGGElement>} */
-  const nodeEls = new Map();
-  /** @type {Map<number, SVGPathElement[]>} edges into a node */
-  const edgeEls = new Map();
+/**
+ * A new view in root: its elements, and its state as the store's ui left it.
+ * @param {any} model
+ * @param {HTMLElement} root
+ * @returns {Ctx}
+ */
+function newView(model, root) {
+  const store = storeFor(model);
+  root.classList.add("livedag-dag");
+  root.innerHTML = "";
   const ui = store.ui;
-  let selected = /** @type {number | string | null} */ (ui.selected);
-  let view = ui.view || { x: 10, y: 10, k: 1 };
+  const view = ui.view || { x: 10, y: 10, k: 1 };
   ui.view = view;
-  let userMoved = ui.userMoved;
-  blockedBox.checked = ui.showBlocked;
-  let pending = /** @type {Set<number> | null} */ (new Set());
-  let frame = 0;
-  /** @type {Map<string, {text: string, timer: any}>} commands not yet answered */
-  const inflight = ui.inflight || (ui.inflight = new Map());
+  /** @type {Ctx} */
+  const ctx = { ...buildToolbar(), ...buildCanvas(model.get("height")), model, store, ui,
+    cascades: el("div", { class: "ld-cascades" }), panel: el("div", { class: "ld-panel" }),
+    timeline: /** @type {any} */ (null), nodeEls: new Map(), edgeEls: new Map(),
+    selected: ui.selected, view, userMoved: ui.userMoved, pending: new Set(), frame: 0,
+    inflight: ui.inflight || (ui.inflight = new Map()), place: null,
+    shownFocus: store.mode === "aggregate" && store.focus ? store.focus.key : null,
+    dagStale: false, liveTimer: 0, pinAsked: new Map() };
+  ctx.panel.append(el("div", { class: "ld-hint" }, "Click a task to see its details."));
+  ctx.timeline = timelineView(store, (id) => select(ctx, id));
+  ctx.timeline.el.style.height = `${model.get("height")}px`;
+  const main = el("div", { class: "ld-main" });
+  main.append(ctx.canvas, ctx.timeline.el, ctx.panel);
+  root.append(ctx.bar, ctx.cascades, main);
+  ctx.blockedBox.checked = ui.showBlocked;
+  return ctx;
+}
 
-  const visible = (n) => n && (n.folded_into === undefined || blockedBox.checked);
-  const applyView = () => world.setAttribute("transform",
-    `translate(${view.x},${view.y}) scale(${view.k})`);
+/**
+ * Whether a node is shown: one folded into the task that blocks it only with "show blocked".
+ * @param {Ctx} ctx
+ * @param {Node | undefined} n
+ */
+function visible(ctx, n) {
+  return n && (n.folded_into === undefined || ctx.blockedBox.checked);
+}
 
-  function fit() {
-    const box = world.getBBox();
-    const w = canvas.clientWidth || 800;
-    const h = canvas.clientHeight || 400;
-    if (!box.width || !box.height) return;
-    const k = Math.min(1.25, Math.max(0.02, Math.min((w - 20) / box.width, (h - 20) / box.height)));
-    Object.assign(view, { k, x: 10 - box.x * k, y: 10 - box.y * k });
-    applyView();
+/** Pan and zoom the world group as ctx.view says. @param {Ctx} ctx */
+function applyView(ctx) {
+  const { view } = ctx;
+  ctx.world.setAttribute("transform", `translate(${view.x},${view.y}) scale(${view.k})`);
+}
+
+/** Pan and zoom so that the whole graph fits the canvas (at most 125 %). @param {Ctx} ctx */
+function fit(ctx) {
+  const box = ctx.world.getBBox();
+  const w = ctx.canvas.clientWidth || 800;
+  const h = ctx.canvas.clientHeight || 400;
+  if (!box.width || !box.height) return;
+  const k = Math.min(1.25, Math.max(0.02, Math.min((w - 20) / box.width, (h - 20) / box.height)));
+  Object.assign(ctx.view, { k, x: 10 - box.x * k, y: 10 - box.y * k });
+  applyView(ctx);
+}
+
+/**
+ * Where a node goes: its cell in the drilled-into grid, else Python's (layer, row).
+ * @param {Ctx} ctx
+ * @param {Node} n
+ * @returns {[number, number]}
+ */
+function nodeXY(ctx, n) {
+  const p = ctx.place && ctx.place.get(n.id);
+  return p || [n.layer * DX, n.row * DY];
+}
+
+/**
+ * A task's node: made the first time it is seen, then brought up to date in place (state,
+ * selection, shown or not, "+N blocked" badge, tooltip, its edges in).
+ * @param {Ctx} ctx
+ * @param {Node} n
+ */
+function drawNode(ctx, n) {
+  const g = ctx.nodeEls.get(n.id) || newNode(ctx, n);
+  const cls = n.state === "superseded" ? `ld-${n.real_state || "done"} ld-superseded`
+    : `ld-${n.state}`;
+  g.setAttribute("class", `ld-node ${cls}${n.id === ctx.selected ? " ld-selected" : ""}`);
+  g.setAttribute("data-state", n.state);
+  g.style.display = visible(ctx, n) ? "" : "none";
+  g.querySelector(".ld-badge").textContent = n.blocked ? `+${n.blocked} blocked` : "";
+  g.querySelector("title").textContent = `task ${n.id} ${n.app}: ${n.state}`
+    + (n.exc_type ? `\n${n.exc_type}: ${n.message || ""}` : "");
+  for (const p of ctx.edgeEls.get(n.id) || []) {
+    const src = ctx.store.nodes.get(Number(p.getAttribute("data-from")));
+    p.style.display = visible(ctx, n) && visible(ctx, src) ? "" : "none";
   }
+}
 
-  /** @type {Map<number, [number, number]> | null} where a drilled-into box's tasks go */
-  let place = null;
-  let shownFocus = store.mode === "aggregate" && store.focus ? store.focus.key : null;
+/**
+ * A node's elements (box, label, badge, tooltip; a click selects it) and its edges in.
+ * @param {Ctx} ctx
+ * @param {Node} n
+ * @returns {SVGGElement}
+ */
+function newNode(ctx, n) {
+  const g = /** @type {SVGGElement} */ (svg("g", { class: "ld-node", "data-id": n.id }));
+  const [x, y] = nodeXY(ctx, n);
+  g.setAttribute("transform", `translate(${x},${y})`);
+  const rect = svg("rect", { width: NW, height: NH, rx: 4 });
+  const label = svg("text", { x: 6, y: 13 });
+  label.textContent = `${n.id} ${n.app}`.slice(0, 18);
+  const badge = svg("text", { class: "ld-badge", x: NW + 3, y: 13 });
+  const title = svg("title");
+  g.append(rect, label, badge, title);
+  g.addEventListener("click", (e) => {
+    e.stopPropagation();
+    select(ctx, n.id);
+  });
+  ctx.nodeLayer.append(g);
+  ctx.nodeEls.set(n.id, g);
+  ctx.edgeEls.set(n.id, drawEdgesInto(ctx, n, x, y));
+  return g;
+}
 
-  function nodeXY(n) {
-    const p = place && place.get(n.id);
-    return p || [n.layer * DX, n.row * DY];
+/**
+ * The edges from a node's deps (those drawn) into the node at (x, y).
+ * @param {Ctx} ctx
+ * @param {Node} n
+ * @param {number} x
+ * @param {number} y
+ * @returns {SVGPathElement[]}
+ */
+function drawEdgesInto(ctx, n, x, y) {
+  const paths = [];
+  for (const dep of n.deps) {
+    const p = ctx.store.nodes.get(dep);
+    if (!p || (ctx.place && !ctx.place.has(dep))) continue;
+    const [x1, y1] = nodeXY(ctx, p);
+    const sx = x1 + NW;
+    const sy = y1 + NH / 2;
+    const ty = y + NH / 2;
+    const mx = (sx + x) / 2;
+    const path = /** @type {SVGPathElement} */ (svg("path", { class: "ld-edge", "data-from": dep,
+      d: `M${sx},${sy} C${mx},${sy} ${mx},${ty} ${x},${ty}` }));
+    ctx.edgeLayer.append(path);
+    paths.push(path);
   }
+  return paths;
+}
 
-  function drawNode(n) {
-    let g = nodeEls.get(n.id);
-    if (!g) {
-      g = svg("g", { class: "ld-node", "data-id": n.id });
-      const [x, y] = nodeXY(n);
-      g.setAttribute("transform", `translate(${x},${y})`);
-      const rect = svg("rect", { width: NW, height: NH, rx: 4 });
-      const label = svg("text", { x: 6, y: 13 });
-      label.textContent = `${n.id} ${n.app}`.slice(0, 18);
-      const badge = svg("text", { class: "ld-badge", x: NW + 3, y: 13 });
-      const title = svg("title");
-      g.append(rect, label, badge, title);
-      g.addEventListener("click", (e) => {
-        e.stopPropagation();
-        select(n.id);
-      });
-      nodeLayer.append(g);
-      nodeEls.set(n.id, g);
-      const paths = [];
-      for (const dep of n.deps) {
-        const p = store.nodes.get(dep);
-        if (!p || (place && !place.has(dep))) continue;
-        const [x1, y1] = nodeXY(p);
-        const sx = x1 + NW;
-        const sy = y1 + NH / 2;
-        const ty = y + NH / 2;
-        const mx = (sx + x) / 2;
-        const path = svg("path", { class: "ld-edge", "data-from": dep,
-          d: `M${sx},${sy} C${mx},${sy} ${mx},${ty} ${x},${ty}` });
-        edgeLayer.append(path);
-        paths.push(path);
-      }
-      edgeEls.set(n.id, paths);
+/** A labelled box around each cell run's shown tasks (greyed once superseded). @param {Ctx} ctx */
+function drawGroups(ctx) {
+  const { store, groupLayer } = ctx;
+  groupLayer.innerHTML = "";
+  const boxes = new Map();
+  for (const n of store.nodes.values()) {
+    if (!visible(ctx, n)) continue;
+    const [x, y] = nodeXY(ctx, n);
+    const b = boxes.get(n.group) || { x0: x, y0: y, x1: x, y1: y };
+    b.x0 = Math.min(b.x0, x); b.y0 = Math.min(b.y0, y);
+    b.x1 = Math.max(b.x1, x); b.y1 = Math.max(b.y1, y);
+    boxes.set(n.group, b);
+  }
+  for (const [key, b] of boxes) {
+    const g = store.groups.get(key) || { label: key };
+    const r = svg("rect", { class: `ld-group${g.superseded ? " ld-group-old" : ""}`,
+      x: b.x0 - 8, y: b.y0 - 18, width: b.x1 - b.x0 + NW + 16, height: b.y1 - b.y0 + NH + 26,
+      rx: 6 });
+    const t = svg("text", { class: "ld-group-label", x: b.x0 - 4, y: b.y0 - 6 });
+    t.textContent = g.label + (g.superseded ? " (superseded)" : "");
+    groupLayer.append(r, t);
+  }
+}
+
+/** Remove every node, edge and group box. @param {Ctx} ctx */
+function clearCanvas(ctx) {
+  ctx.nodeLayer.innerHTML = "";
+  ctx.edgeLayer.innerHTML = "";
+  ctx.groupLayer.innerHTML = "";
+  ctx.nodeEls.clear();
+  ctx.edgeEls.clear();
+}
+
+/**
+ * The tasks of the box drilled into, as a grid: a block of columns per layer, each column
+ * as tall as makes the grid about as wide as the canvas.
+ * @param {Ctx} ctx
+ */
+function layoutFocus(ctx) {
+  const { store, canvas } = ctx;
+  const key = store.focus.key;
+  const members = [...store.nodes.values()].filter((n) => boxKey(n) === key);
+  const aspect = (canvas.clientWidth || 800) / (canvas.clientHeight || 400);
+  const perCol = Math.max(8, Math.ceil(Math.sqrt(members.length * DX / (DY * aspect))));
+  const byLayer = new Map();
+  for (const n of members) {
+    if (!byLayer.has(n.layer)) byLayer.set(n.layer, []);
+    byLayer.get(n.layer).push(n);
+  }
+  const place = new Map();
+  ctx.place = place;
+  let col = 0;
+  for (const layer of [...byLayer.keys()].sort((a, b) => a - b)) {
+    const ns = byLayer.get(layer).sort((a, b) => a.row - b.row || a.id - b.id);
+    ns.forEach((n, i) => place.set(n.id, [(col + Math.floor(i / perCol)) * DX,
+      (i % perCol) * DY]));
+    col += Math.ceil(ns.length / perCol);
+  }
+}
+
+/**
+ * The drilled-into view: the tasks that changed, or all of them laid out afresh when a
+ * redraw is asked for or the box gained tasks.
+ * @param {Ctx} ctx
+ * @param {number[] | null} ids
+ */
+function drawFocus(ctx, ids) {
+  const { store } = ctx;
+  const grown = ids !== null && ids.some((id) => !ctx.place.has(id)
+    && store.nodes.has(id) && boxKey(store.nodes.get(id)) === store.focus.key);
+  if (ids === null || grown) {
+    clearCanvas(ctx);
+    layoutFocus(ctx);
+    ids = [...ctx.place.keys()];
+  }
+  for (const id of ids) {
+    if (ctx.place.has(id)) drawNode(ctx, store.nodes.get(id));
+  }
+}
+
+/**
+ * The plain view: the tasks that changed (null: all of them, drawn afresh), then the boxes
+ * around cell runs.
+ * @param {Ctx} ctx
+ * @param {number[] | null} ids
+ * @returns {number[]} the ids drawn
+ */
+function drawNodes(ctx, ids) {
+  ctx.place = null;
+  if (ids === null) {
+    ctx.nodeLayer.innerHTML = "";
+    ctx.edgeLayer.innerHTML = "";
+    ctx.nodeEls.clear();
+    ctx.edgeEls.clear();
+    ids = [...ctx.store.nodes.keys()].sort((a, b) => a - b);
+  }
+  for (const id of ids) {
+    const n = ctx.store.nodes.get(id);
+    if (n) drawNode(ctx, n);
+  }
+  drawGroups(ctx);
+  return ids;
+}
+
+/**
+ * The aggregated view, drawn afresh: a box per (cell run, app), with edges between boxes.
+ * @param {Ctx} ctx
+ */
+function drawAggregate(ctx) {
+  ctx.place = null;
+  clearCanvas(ctx);
+  const pos = new Map();
+  for (const a of ctx.store.agg.values()) pos.set(a.key, [a.layer * (AW + 60), a.row * (AH + 16)]);
+  for (const a of ctx.store.agg.values()) {
+    const [x, y] = pos.get(a.key);
+    for (const d of a.deps || []) {
+      const from = pos.get(d);
+      if (!from) continue;
+      const sx = from[0] + AW;
+      const sy = from[1] + AH / 2;
+      const mx = (sx + x) / 2;
+      ctx.edgeLayer.append(svg("path", { class: "ld-edge",
+        d: `M${sx},${sy} C${mx},${sy} ${mx},${y + AH / 2} ${x},${y + AH / 2}` }));
     }
-    const cls = n.state === "superseded" ? `ld-${n.real_state || "done"} ld-superseded`
-      : `ld-${n.state}`;
-    g.setAttribute("class", `ld-node ${cls}${n.id === selected ? " ld-selected" : ""}`);
-    g.setAttribute("data-state", n.state);
-    g.style.display = visible(n) ? "" : "none";
-    g.querySelector(".ld-badge").textContent = n.blocked ? `+${n.blocked} blocked` : "";
-    g.querySelector("title").textContent = `task ${n.id} ${n.app}: ${n.state}`
-      + (n.exc_type ? `\n${n.exc_type}: ${n.message || ""}` : "");
-    for (const p of edgeEls.get(n.id) || []) {
-      const src = store.nodes.get(Number(p.getAttribute("data-from")));
-      p.style.display = visible(n) && visible(src) ? "" : "none";
-    }
+    ctx.nodeLayer.append(aggBox(ctx, a, x, y));
   }
+}
 
-  function drawGroups() {
-    groupLayer.innerHTML = "";
-    const boxes = new Map();
-    for (const n of store.nodes.values()) {
-      if (!visible(n)) continue;
-      const [x, y] = nodeXY(n);
-      const b = boxes.get(n.group) || { x0: x, y0: y, x1: x, y1: y };
-      b.x0 = Math.min(b.x0, x); b.y0 = Math.min(b.y0, y);
-      b.x1 = Math.max(b.x1, x); b.y1 = Math.max(b.y1, y);
-      boxes.set(n.group, b);
-    }
-    for (const [key, b] of boxes) {
-      const g = store.groups.get(key) || { label: key };
-      const r = svg("rect", { class: `ld-group${g.superseded ? " ld-group-old" : ""}`,
-        x: b.x0 - 8, y: b.y0 - 18, width: b.x1 - b.x0 + NW + 16, height: b.y1 - b.y0 + NH + 26,
-        rx: 6 });
-      const t = svg("text", { class: "ld-group-label", x: b.x0 - 4, y: b.y0 - 6 });
-      t.textContent = g.label + (g.superseded ? " (superseded)" : "");
-      groupLayer.append(r, t);
-    }
+/**
+ * One aggregated box at (x, y): a bar of its tasks' states, "app · label · count"; a click
+ * selects it, a double click drills into it.
+ * @param {Ctx} ctx
+ * @param {any} a  the box, from store.agg
+ * @param {number} x
+ * @param {number} y
+ */
+function aggBox(ctx, a, x, y) {
+  const g = svg("g", { class: `ld-agg${a.superseded ? " ld-superseded" : ""}${
+    ctx.selected === a.key ? " ld-selected" : ""}`, transform: `translate(${x},${y})`,
+  "data-key": a.key });
+  g.append(svg("rect", { class: "ld-agg-box", width: AW, height: AH, rx: 5 }));
+  const total = Object.values(a.counts).reduce((s, c) => s + c, 0) || 1;
+  let off = 0;
+  for (const s of STATES) {
+    const c = a.counts[s] || 0;
+    if (!c) continue;
+    const w = (AW - 12) * c / total;
+    g.append(svg("rect", { class: `ld-bar-seg ld-${s}`, x: 6 + off, y: 26, width: w,
+      height: 12 }));
+    off += w;
   }
+  const t = svg("text", { x: 6, y: 17 });
+  const n = Object.values(a.counts).reduce((s, c) => s + c, 0);
+  t.textContent = `${a.app} · ${a.label} · ${n}`;
+  g.append(t);
+  g.addEventListener("click", (e) => {
+    e.stopPropagation();
+    select(ctx, a.key);
+  });
+  g.addEventListener("dblclick", (e) => {
+    e.stopPropagation();
+    drill(ctx, a.key);
+  });
+  return g;
+}
 
-  function clearCanvas() {
-    nodeLayer.innerHTML = "";
-    edgeLayer.innerHTML = "";
-    groupLayer.innerHTML = "";
-    nodeEls.clear();
-    edgeEls.clear();
+/**
+ * The legend's state counts, the "Resubmit all failed" button, and the first five
+ * failure cascades (a click selects the root cause).
+ * @param {Ctx} ctx
+ */
+function drawLegend(ctx) {
+  const { store, legend, cascades } = ctx;
+  legend.innerHTML = "";
+  for (const s of STATES) {
+    const c = store.legend[s];
+    if (!c) continue;
+    const chip = el("span", { class: `ld-chip ld-${s}`, "data-state": s });
+    chip.append(el("i"), document.createTextNode(` ${s.replace("_", " ")} ${c}`));
+    legend.append(chip);
   }
-
-  /** The tasks of the box drilled into, as a grid: a block of columns per layer, each
-   * column as tall as makes the grid about as wide as the canvas. */
-  function layoutFocus() {
-    const key = store.focus.key;
-    const members = [...store.nodes.values()].filter((n) => boxKey(n) === key);
-    const aspect = (canvas.clientWidth || 800) / (canvas.clientHeight || 400);
-    const perCol = Math.max(8, Math.ceil(Math.sqrt(members.length * DX / (DY * aspect))));
-    const byLayer = new Map();
-    for (const n of members) {
-      if (!byLayer.has(n.layer)) byLayer.set(n.layer, []);
-      byLayer.get(n.layer).push(n);
-    }
-    place = new Map();
-    let col = 0;
-    for (const layer of [...byLayer.keys()].sort((a, b) => a - b)) {
-      const ns = byLayer.get(layer).sort((a, b) => a.row - b.row || a.id - b.id);
-      ns.forEach((n, i) => place.set(n.id, [(col + Math.floor(i / perCol)) * DX,
-        (i % perCol) * DY]));
-      col += Math.ceil(ns.length / perCol);
-    }
-  }
-
-  function drawFocus(ids) {
-    const grown = ids !== null && ids.some((id) => !place.has(id)
-      && store.nodes.has(id) && boxKey(store.nodes.get(id)) === store.focus.key);
-    if (ids === null || grown) {
-      clearCanvas();
-      layoutFocus();
-      ids = [...place.keys()];
-    }
-    for (const id of ids) {
-      if (place.has(id)) drawNode(store.nodes.get(id));
-    }
-  }
-
-  function drawAggregate() {
-    place = null;
-    nodeLayer.innerHTML = "";
-    edgeLayer.innerHTML = "";
-    groupLayer.innerHTML = "";
-    nodeEls.clear();
-    edgeEls.clear();
-    const pos = new Map();
-    for (const a of store.agg.values()) pos.set(a.key, [a.layer * (AW + 60), a.row * (AH + 16)]);
-    for (const a of store.agg.values()) {
-      const [x, y] = pos.get(a.key);
-      for (const d of a.deps || []) {
-        const from = pos.get(d);
-        if (!from) continue;
-        const sx = from[0] + AW;
-        const sy = from[1] + AH / 2;
-        const mx = (sx + x) / 2;
-        edgeLayer.append(svg("path", { class: "ld-edge",
-          d: `M${sx},${sy} C${mx},${sy} ${mx},${y + AH / 2} ${x},${y + AH / 2}` }));
-      }
-      const g = svg("g", { class: `ld-agg${a.superseded ? " ld-superseded" : ""}${
-        selected === a.key ? " ld-selected" : ""}`, transform: `translate(${x},${y})`,
-      "data-key": a.key });
-      g.append(svg("rect", { class: "ld-agg-box", width: AW, height: AH, rx: 5 }));
-      const total = Object.values(a.counts).reduce((s, c) => s + c, 0) || 1;
-      let off = 0;
-      for (const s of STATES) {
-        const c = a.counts[s] || 0;
-        if (!c) continue;
-        const w = (AW - 12) * c / total;
-        g.append(svg("rect", { class: `ld-bar-seg ld-${s}`, x: 6 + off, y: 26, width: w,
-          height: 12 }));
-        off += w;
-      }
-      const t = svg("text", { x: 6, y: 17 });
-      const n = Object.values(a.counts).reduce((s, c) => s + c, 0);
-      t.textContent = `${a.app} · ${a.label} · ${n}`;
-      g.append(t);
-      g.addEventListener("click", (e) => {
-        e.stopPropagation();
-        select(a.key);
-      });
-      g.addEventListener("dblclick", (e) => {
-        e.stopPropagation();
-        drill(a.key);
-      });
-      nodeLayer.append(g);
-    }
-  }
-
-  function drawLegend() {
-    legend.innerHTML = "";
-    for (const s of STATES) {
-      const c = store.legend[s];
-      if (!c) continue;
-      const chip = el("span", { class: `ld-chip ld-${s}`, "data-state": s });
-      chip.append(el("i"), document.createTextNode(` ${s.replace("_", " ")} ${c}`));
-      legend.append(chip);
-    }
-    btnFailed.disabled = !store.legend.failed;
-    cascades.innerHTML = "";
-    for (const c of store.cascades.slice(0, 5)) {
-      const a = el("a", { class: "ld-cascade", href: "#", "data-root": c.root }, c.text);
-      a.addEventListener("click", (e) => {
-        e.preventDefault();
-        select(c.root);
-      });
-      cascades.append(a);
-    }
-  }
-
-  let dagStale = false; // changes arrived while the timeline was shown
-  let liveTimer = 0;
-  /** @type {Map<number, number>} tasks whose details were asked for (aggregated view) */
-  const pinAsked = new Map();
-
-  function showTab(tab) {
-    ui.tab = tab;
-    const onTimeline = tab === "timeline";
-    canvas.style.display = onTimeline ? "none" : "";
-    timeline.el.style.display = onTimeline ? "" : "none";
-    btnFit.style.display = onTimeline ? "none" : "";
-    blockedLabel.style.display = onTimeline ? "none" : "";
-    tabDag.classList.toggle("ld-on", !onTimeline);
-    tabTimeline.classList.toggle("ld-on", onTimeline);
-    drawCrumb(store.mode === "aggregate" ? store.focus : null);
-    if (onTimeline) {
-      timeline.draw(selected);
-      live();
-    } else if (dagStale) {
-      dagStale = false;
-      schedule(null);
-    }
-  }
-
-  /** While the timeline shows running bars, draw it again now and then: they grow. */
-  function live() {
-    if (liveTimer || ui.tab !== "timeline" || !timeline.running()) return;
-    liveTimer = setTimeout(() => {
-      liveTimer = 0;
-      if (ui.tab !== "timeline") return;
-      timeline.draw(selected);
-      live();
-    }, 500);
-  }
-
-  /** In the aggregated view the page has only some tasks' details: ask for this one's. */
-  function askDetails(id) {
-    const asked = pinAsked.get(id);
-    if (asked && Date.now() - asked < 3000) return;
-    pinAsked.set(id, Date.now());
-    model.send({ type: "pin", id });
-  }
-
-  /** What the drilled-into view shows: its box grows while cells add tasks to it. */
-  function drawCrumb(focus) {
-    if (ui.tab === "timeline") focus = null;
-    btnOverview.style.display = focus ? "" : "none";
-    if (!focus) {
-      crumb.textContent = "";
-      return;
-    }
-    const box = store.agg.get(focus.key);
-    const total = box ? Object.values(box.counts).reduce((a, b) => a + b, 0) : focus.total;
-    const shown = place ? place.size : focus.shown;
-    crumb.textContent = `${focus.app} · ${focus.label}: ${
-      shown === total ? `${total} tasks` : `the newest ${shown} of ${total} tasks`}`;
-  }
-
-  function redraw(ids) {
-    const t0 = performance.now();
-    if (ui.tab === "timeline") {
-      dagStale = true;
-      timeline.draw(selected);
-      live();
-      drawLegend();
-      if (selected !== null) showDetail(selected, false);
-      timing("livedag:redraw", t0, { mode: "timeline", ids: store.timeline.bars.size });
-      return;
-    }
-    const focus = store.mode === "aggregate" ? store.focus : null;
-
-    if ((focus && focus.key) !== shownFocus) {
-      // Drilled in or back out: a new picture, fitted to the canvas.
-      shownFocus = focus && focus.key;
-      userMoved = ui.userMoved = false;
-    }
-    if (focus) {
-      drawFocus(ids);
-    } else if (store.mode === "aggregate") {
-      drawAggregate();
-    } else {
-      place = null;
-      if (ids === null) {
-        nodeLayer.innerHTML = "";
-        edgeLayer.innerHTML = "";
-        nodeEls.clear();
-        edgeEls.clear();
-        ids = [...store.nodes.keys()].sort((a, b) => a - b);
-      }
-      for (const id of ids) {
-        const n = store.nodes.get(id);
-        if (n) drawNode(n);
-      }
-      drawGroups();
-    }
-    drawLegend();
-    drawCrumb(focus);
-    if (selected !== null) showDetail(selected, false);
-    // Follow the graph as it grows until the user pans or zooms.
-    if (!userMoved && (store.nodes.size || store.agg.size)) fit();
-    timing("livedag:redraw", t0, { mode: store.mode, ids: ids === null ? -1 : ids.length });
-  }
-
-  function schedule(ids) {
-    if (ids === null) pending = null;
-    else if (pending !== null) for (const id of ids) pending.add(id);
-    if (frame) return;
-    frame = requestAnimationFrame(() => {
-      frame = 0;
-      const todo = pending === null ? null : [...pending];
-      pending = new Set();
-      redraw(todo);
-    });
-  }
-
-  function select(id) {
-    const before = selected;
-    selected = id;
-    ui.selected = id;
-    for (const k of [before, id]) {
-      if (typeof k === "number" && store.nodes.has(k)) drawNode(store.nodes.get(k));
-    }
-    if (typeof id === "number") {
-      const n = store.nodes.get(id);
-      if (n && n.folded_into !== undefined && !blockedBox.checked) {
-        blockedBox.checked = ui.showBlocked = true;
-        schedule(null);
-      }
-    }
-    if (store.mode === "aggregate" && !store.focus && ui.tab === "dag") drawAggregate();
-    timeline.highlight(id);
-    showDetail(id, true);
-  }
-
-  function drill(key) {
-    const a = key && store.agg.get(key);
-    send("drill", { key }, a ? `opening ${a.app} · ${a.label}` : "back to the overview");
-  }
-
-  /** A command for the kernel; says "queued: kernel busy" if no answer comes soon. */
-  function send(type, fields, text) {
-    const cmd = `c${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
-    const timer = setTimeout(() => {
-      if (inflight.has(cmd)) setStatus(`queued: kernel busy (${text})`, "queued");
-    }, QUEUED_AFTER_MS);
-    inflight.set(cmd, { text, timer });
-    setStatus(`${text}...`, "sent");
-    model.send({ type, ...fields, cmd });
-  }
-
-  function setStatus(text, kind) {
-    ui.status = [text, kind];
-    status.textContent = text;
-    status.setAttribute("data-kind", kind);
-  }
-
-  function onAcks(acks) {
-    for (const a of acks) {
-      const f = inflight.get(a.cmd);
-      if (f) {
-        clearTimeout(f.timer);
-        inflight.delete(a.cmd);
-      }
-      setStatus(a.text, a.ok ? "ok" : "error");
-    }
-  }
-
-  function section(title, body, cls = "") {
-    const s = el("div", { class: `ld-sec ${cls}` });
-    s.append(el("div", { class: "ld-sec-title" }, title));
-    if (typeof body === "string") s.append(el("pre", { class: "ld-pre" }, body));
-    else s.append(body);
-    return s;
-  }
-
-  function taskLink(tid) {
-    const n = store.nodes.get(tid);
-    const a = el("a", { href: "#", class: "ld-link", "data-task": tid },
-      `task ${tid}${n ? ` '${n.app}'` : ""}`);
+  ctx.btnFailed.disabled = !store.legend.failed;
+  cascades.innerHTML = "";
+  for (const c of store.cascades.slice(0, 5)) {
+    const a = el("a", { class: "ld-cascade", href: "#", "data-root": c.root }, c.text);
     a.addEventListener("click", (e) => {
       e.preventDefault();
-      select(tid);
+      select(ctx, c.root);
     });
-    return a;
+    cascades.append(a);
   }
+}
 
-  function showDetail(id, scroll) {
-    const keepScroll = panel.scrollTop;
-    panel.innerHTML = "";
-    if (typeof id === "string") return showGroupDetail(id);
+/**
+ * Show the DAG or the timeline tab (and the toolbar parts that go with it).
+ * @param {Ctx} ctx
+ * @param {string} tab  "dag" or "timeline"
+ */
+function showTab(ctx, tab) {
+  const { ui, store, timeline } = ctx;
+  ui.tab = tab;
+  const onTimeline = tab === "timeline";
+  ctx.canvas.style.display = onTimeline ? "none" : "";
+  timeline.el.style.display = onTimeline ? "" : "none";
+  ctx.btnFit.style.display = onTimeline ? "none" : "";
+  ctx.blockedLabel.style.display = onTimeline ? "none" : "";
+  ctx.tabDag.classList.toggle("ld-on", !onTimeline);
+  ctx.tabTimeline.classList.toggle("ld-on", onTimeline);
+  drawCrumb(ctx, store.mode === "aggregate" ? store.focus : null);
+  if (onTimeline) {
+    timeline.draw(ctx.selected);
+    live(ctx);
+  } else if (ctx.dagStale) {
+    ctx.dagStale = false;
+    schedule(ctx, null);
+  }
+}
+
+/**
+ * While the timeline shows running bars, draw it again now and then: they grow.
+ * @param {Ctx} ctx
+ */
+function live(ctx) {
+  if (ctx.liveTimer || ctx.ui.tab !== "timeline" || !ctx.timeline.running()) return;
+  ctx.liveTimer = setTimeout(() => {
+    ctx.liveTimer = 0;
+    if (ctx.ui.tab !== "timeline") return;
+    ctx.timeline.draw(ctx.selected);
+    live(ctx);
+  }, 500);
+}
+
+/**
+ * In the aggregated view the page has only some tasks' details: ask for this one's.
+ * @param {Ctx} ctx
+ * @param {number} id
+ */
+function askDetails(ctx, id) {
+  const asked = ctx.pinAsked.get(id);
+  if (asked && Date.now() - asked < 3000) return;
+  ctx.pinAsked.set(id, Date.now());
+  ctx.model.send({ type: "pin", id });
+}
+
+/**
+ * What the drilled-into view shows: its box grows while cells add tasks to it.
+ * @param {Ctx} ctx
+ * @param {Focus | null} focus
+ */
+function drawCrumb(ctx, focus) {
+  if (ctx.ui.tab === "timeline") focus = null;
+  ctx.btnOverview.style.display = focus ? "" : "none";
+  if (!focus) {
+    ctx.crumb.textContent = "";
+    return;
+  }
+  const box = ctx.store.agg.get(focus.key);
+  const total = box ? Object.values(box.counts).reduce((a, b) => a + b, 0) : focus.total;
+  const shown = ctx.place ? ctx.place.size : focus.shown;
+  ctx.crumb.textContent = `${focus.app} · ${focus.label}: ${
+    shown === total ? `${total} tasks` : `the newest ${shown} of ${total} tasks`}`;
+}
+
+/**
+ * Draw what changed (ids; null: everything) in the tab shown, then the legend, breadcrumb
+ * and detail panel; keep the graph fitted until the user pans or zooms.
+ * @param {Ctx} ctx
+ * @param {number[] | null} ids
+ */
+function redraw(ctx, ids) {
+  const t0 = performance.now();
+  const { store, ui } = ctx;
+  if (ui.tab === "timeline") {
+    redrawTimeline(ctx, t0);
+    return;
+  }
+  const focus = store.mode === "aggregate" ? store.focus : null;
+
+  if ((focus && focus.key) !== ctx.shownFocus) {
+    // Drilled in or back out: a new picture, fitted to the canvas.
+    ctx.shownFocus = focus && focus.key;
+    ctx.userMoved = ui.userMoved = false;
+  }
+  if (focus) {
+    drawFocus(ctx, ids);
+  } else if (store.mode === "aggregate") {
+    drawAggregate(ctx);
+  } else {
+    ids = drawNodes(ctx, ids);
+  }
+  drawLegend(ctx);
+  drawCrumb(ctx, focus);
+  if (ctx.selected !== null) showDetail(ctx, ctx.selected, false);
+  // Follow the graph as it grows until the user pans or zooms.
+  if (!ctx.userMoved && (store.nodes.size || store.agg.size)) fit(ctx);
+  timing("livedag:redraw", t0, { mode: store.mode, ids: ids === null ? -1 : ids.length });
+}
+
+/**
+ * The redraw while the timeline is shown: the DAG waits until its tab is shown again.
+ * @param {Ctx} ctx
+ * @param {number} t0  when the redraw began (performance.now())
+ */
+function redrawTimeline(ctx, t0) {
+  ctx.dagStale = true;
+  ctx.timeline.draw(ctx.selected);
+  live(ctx);
+  drawLegend(ctx);
+  if (ctx.selected !== null) showDetail(ctx, ctx.selected, false);
+  timing("livedag:redraw", t0, { mode: "timeline", ids: ctx.store.timeline.bars.size });
+}
+
+/**
+ * Redraw at the next animation frame, with the ids changed since (null: everything).
+ * @param {Ctx} ctx
+ * @param {number[] | null} ids
+ */
+function schedule(ctx, ids) {
+  if (ids === null) ctx.pending = null;
+  else if (ctx.pending !== null) for (const id of ids) ctx.pending.add(id);
+  if (ctx.frame) return;
+  ctx.frame = requestAnimationFrame(() => {
+    ctx.frame = 0;
+    const todo = ctx.pending === null ? null : [...ctx.pending];
+    ctx.pending = new Set();
+    redraw(ctx, todo);
+  });
+}
+
+/**
+ * Select a task (id) or an aggregated box (key): mark it in both tabs and show its details.
+ * @param {Ctx} ctx
+ * @param {number | string} id
+ */
+function select(ctx, id) {
+  const { store, ui } = ctx;
+  const before = ctx.selected;
+  ctx.selected = id;
+  ui.selected = id;
+  for (const k of [before, id]) {
+    // Only restyle a node this view has drawn: drawNode() would add one that the view
+    // does not show (a box's task in the overview, a task outside the drilled-into box).
+    if (typeof k === "number" && ctx.nodeEls.has(k) && store.nodes.has(k)) {
+      drawNode(ctx, store.nodes.get(k));
+    }
+  }
+  if (typeof id === "number") {
     const n = store.nodes.get(id);
-    if (!n) {
-      if (store.mode === "aggregate") {
-        askDetails(id);
-        panel.append(el("div", { class: "ld-hint" }, `task ${id}: fetching its details...`));
-      } else {
-        panel.append(el("div", { class: "ld-hint" }, `task ${id} is not in view`));
-      }
-      return;
+    if (n && n.folded_into !== undefined && !ctx.blockedBox.checked) {
+      ctx.blockedBox.checked = ui.showBlocked = true;
+      schedule(ctx, null);
     }
-    const head = el("div", { class: "ld-head" });
-    head.append(el("span", { class: `ld-pill ld-${n.state}` }, n.state.replace("_", " ")),
-      el("b", {}, ` ${n.app}`), document.createTextNode(` · task ${n.id}`));
-    panel.append(head);
+  }
+  if (store.mode === "aggregate" && !store.focus && ui.tab === "dag") drawAggregate(ctx);
+  ctx.timeline.highlight(id);
+  showDetail(ctx, id, true);
+}
+
+/**
+ * Ask the kernel to open an aggregated box's tasks (key), or to go back (null).
+ * @param {Ctx} ctx
+ * @param {string | null} key
+ */
+function drill(ctx, key) {
+  const a = key && ctx.store.agg.get(key);
+  send(ctx, "drill", { key }, a ? `opening ${a.app} · ${a.label}` : "back to the overview");
+}
+
+/**
+ * A command for the kernel; says "queued: kernel busy" if no answer comes soon.
+ * @param {Ctx} ctx
+ * @param {string} type
+ * @param {Record<string, any>} fields
+ * @param {string} text  what the status line says it does
+ */
+function send(ctx, type, fields, text) {
+  const cmd = `c${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
+  const timer = setTimeout(() => {
+    if (ctx.inflight.has(cmd)) setStatus(ctx, `queued: kernel busy (${text})`, "queued");
+  }, QUEUED_AFTER_MS);
+  ctx.inflight.set(cmd, { text, timer });
+  setStatus(ctx, `${text}...`, "sent");
+  ctx.model.send({ type, ...fields, cmd });
+}
+
+/**
+ * The status line (kept in ui for a view drawn again).
+ * @param {Ctx} ctx
+ * @param {string} text
+ * @param {string} kind  sent, queued, ok or error (its data-kind)
+ */
+function setStatus(ctx, text, kind) {
+  ctx.ui.status = [text, kind];
+  ctx.status.textContent = text;
+  ctx.status.setAttribute("data-kind", kind);
+}
+
+/**
+ * The kernel's answers to commands: each one's outcome goes on the status line.
+ * @param {Ctx} ctx
+ * @param {any[]} acks
+ */
+function onAcks(ctx, acks) {
+  for (const a of acks) {
+    const f = ctx.inflight.get(a.cmd);
+    if (f) {
+      clearTimeout(f.timer);
+      ctx.inflight.delete(a.cmd);
+    }
+    setStatus(ctx, a.text, a.ok ? "ok" : "error");
+  }
+}
+
+/**
+ * A titled section of the detail panel; a string body is shown preformatted.
+ * @param {string} title
+ * @param {string | HTMLElement} body
+ */
+function section(title, body, cls = "") {
+  const s = el("div", { class: `ld-sec ${cls}` });
+  s.append(el("div", { class: "ld-sec-title" }, title));
+  if (typeof body === "string") s.append(el("pre", { class: "ld-pre" }, body));
+  else s.append(body);
+  return s;
+}
+
+/**
+ * A link to a task: a click selects it.
+ * @param {Ctx} ctx
+ * @param {number} tid
+ */
+function taskLink(ctx, tid) {
+  const n = ctx.store.nodes.get(tid);
+  const a = el("a", { href: "#", class: "ld-link", "data-task": tid },
+    `task ${tid}${n ? ` '${n.app}'` : ""}`);
+  a.addEventListener("click", (e) => {
+    e.preventDefault();
+    select(ctx, tid);
+  });
+  return a;
+}
+
+/**
+ * "label: task 1, task 2" with links to the tasks (root causes, failed tasks).
+ * @param {Ctx} ctx
+ * @param {string} label
+ * @param {number[]} tids
+ */
+function taskLinks(ctx, label, tids) {
+  const list = el("div", { class: "ld-root-cause" });
+  list.append(document.createTextNode(label));
+  tids.forEach((tid, i) => {
+    if (i) list.append(document.createTextNode(", "));
+    list.append(taskLink(ctx, tid));
+  });
+  return list;
+}
+
+/**
+ * The detail panel for a task (id) or an aggregated box (key).
+ * @param {Ctx} ctx
+ * @param {number | string} id
+ * @param {boolean} scroll  false: keep the panel's scroll position (a redraw)
+ */
+function showDetail(ctx, id, scroll) {
+  const { panel, store } = ctx;
+  const keepScroll = panel.scrollTop;
+  panel.innerHTML = "";
+  if (typeof id === "string") return showGroupDetail(ctx, id);
+  const n = store.nodes.get(id);
+  if (!n) {
+    if (store.mode === "aggregate") {
+      askDetails(ctx, id);
+      panel.append(el("div", { class: "ld-hint" }, `task ${id}: fetching its details...`));
+    } else {
+      panel.append(el("div", { class: "ld-hint" }, `task ${id} is not in view`));
+    }
+    return;
+  }
+  const head = el("div", { class: "ld-head" });
+  head.append(el("span", { class: `ld-pill ld-${n.state}` }, n.state.replace("_", " ")),
+    el("b", {}, ` ${n.app}`), document.createTextNode(` · task ${n.id}`));
+  panel.append(head);
+  panel.append(taskActions(ctx, n));
+  panel.append(taskFacts(n));
+  if (n.root_cause_ids && n.root_cause_ids.length && n.state !== "failed") {
+    panel.append(taskLinks(ctx, "root cause: ", n.root_cause_ids));
+  }
+  if (n.tries && n.tries.length) panel.append(section("tries", triesTable(n)));
+  if (n.exc_type) panel.append(el("div", { class: "ld-error" }, `${n.exc_type}: ${n.message || ""}`));
+  if (n.stdout) panel.append(section("stdout", n.stdout, "ld-stdout"));
+  if (n.stderr) panel.append(section("stderr", n.stderr, "ld-stderr"));
+  if (n.traceback) panel.append(section("traceback", n.traceback, "ld-traceback"));
+  if (!scroll) panel.scrollTop = keepScroll;
+}
+
+/**
+ * A task's Resubmit and Cancel buttons, enabled when its state allows.
+ * @param {Ctx} ctx
+ * @param {Node} n
+ */
+function taskActions(ctx, n) {
+  const actions = el("div", { class: "ld-actions" });
+  const canResubmit = ["failed", "dep_fail", "cancelled"].includes(n.real_state || n.state);
+  const canCancel = ["pending", "launched"].includes(n.real_state || n.state);
+  const rb = /** @type {HTMLButtonElement} */ (el("button", { class: "ld-btn ld-resubmit" },
+    "Resubmit"));
+  rb.disabled = !canResubmit;
+  rb.addEventListener("click", () => send(ctx, "resubmit", { id: n.id },
+    `resubmitting task ${n.id}`));
+  const cb = /** @type {HTMLButtonElement} */ (el("button", { class: "ld-btn ld-cancel" },
+    "Cancel"));
+  cb.disabled = !canCancel;
+  cb.addEventListener("click", () => send(ctx, "cancel", { id: n.id },
+    `cancelling task ${n.id}`));
+  actions.append(rb, cb);
+  return actions;
+}
+
+/** Where and how a task ran: cell, args, executor, host and pid, block, job. @param {Node} n */
+function taskFacts(n) {
+  const dl = el("dl", { class: "ld-facts" });
+  const fact = (k, v) => {
+    if (v === undefined || v === null || v === "") return;
+    dl.append(el("dt", {}, k), el("dd", {}, String(v)));
+  };
+  fact("cell", n.cell);
+  fact("args", n.args);
+  fact("executor", n.executor);
+  fact("host", n.host ? `${n.host}${n.pid ? ` pid ${n.pid}` : ""}` : "");
+  fact("block", n.block_id);
+  fact("job", n.job_id);
+  if (n.blocked) fact("blocks", `${n.blocked} dependent tasks`);
+  return dl;
+}
+
+/** A row per try: when it launched, how long it ran, CPU, peak memory, outcome. @param {Node} n */
+function triesTable(n) {
+  const t = el("table", { class: "ld-tries" });
+  t.append(el("tr", {}, ""));
+  t.firstChild.append(...["try", "launched", "ran", "cpu", "peak mem", "outcome"]
+    .map((h) => el("th", {}, h)));
+  for (const tr of n.tries) {
+    const row = el("tr");
+    row.append(el("td", {}, String(tr.number)), el("td", {}, fmtTime(tr.launched)),
+      el("td", {}, fmtDur(tr.started || tr.launched, tr.ended)),
+      el("td", { class: "ld-cpu" }, fmtCpu(tr.cpu_time)),
+      el("td", { class: "ld-peak" }, fmtBytes(tr.peak_rss)),
+      el("td", {}, `${tr.outcome || "…"}${tr.exc_type ? ` (${tr.exc_type})` : ""}`));
+    t.append(row);
+  }
+  return t;
+}
+
+/**
+ * The detail panel for an aggregated box or a cell run: its state counts, "Show its N
+ * tasks" (aggregated view), its failed tasks.
+ * @param {Ctx} ctx
+ * @param {string} key
+ */
+function showGroupDetail(ctx, key) {
+  const { store, panel } = ctx;
+  const a = store.agg.get(key) || store.groups.get(key);
+  if (!a) return;
+  panel.append(el("div", { class: "ld-head" }, `${a.app || ""} · ${a.label}`));
+  const dl = el("dl", { class: "ld-facts" });
+  for (const s of STATES) {
+    if (a.counts[s]) dl.append(el("dt", {}, s), el("dd", {}, String(a.counts[s])));
+  }
+  panel.append(dl);
+  if (a.app && store.mode === "aggregate") {
     const actions = el("div", { class: "ld-actions" });
-    const canResubmit = ["failed", "dep_fail", "cancelled"].includes(n.real_state || n.state);
-    const canCancel = ["pending", "launched"].includes(n.real_state || n.state);
-    const rb = el("button", { class: "ld-btn ld-resubmit" }, "Resubmit");
-    rb.disabled = !canResubmit;
-    rb.addEventListener("click", () => send("resubmit", { id: n.id }, `resubmitting task ${n.id}`));
-    const cb = el("button", { class: "ld-btn ld-cancel" }, "Cancel");
-    cb.disabled = !canCancel;
-    cb.addEventListener("click", () => send("cancel", { id: n.id }, `cancelling task ${n.id}`));
-    actions.append(rb, cb);
+    const n = Object.values(a.counts).reduce((s, c) => s + c, 0);
+    const open = store.focus && store.focus.key === key;
+    const b = /** @type {HTMLButtonElement} */ (el("button", { class: "ld-btn ld-drill" },
+      open ? "Shown" : `Show its ${n} tasks`));
+    b.disabled = !!open;
+    b.addEventListener("click", () => drill(ctx, key));
+    actions.append(b);
     panel.append(actions);
-    const dl = el("dl", { class: "ld-facts" });
-    const fact = (k, v) => {
-      if (v === undefined || v === null || v === "") return;
-      dl.append(el("dt", {}, k), el("dd", {}, String(v)));
-    };
-    fact("cell", n.cell);
-    fact("args", n.args);
-    fact("executor", n.executor);
-    fact("host", n.host ? `${n.host}${n.pid ? ` pid ${n.pid}` : ""}` : "");
-    fact("block", n.block_id);
-    fact("job", n.job_id);
-    if (n.blocked) fact("blocks", `${n.blocked} dependent tasks`);
-    panel.append(dl);
-    if (n.root_cause_ids && n.root_cause_ids.length && n.state !== "failed") {
-      const rc = el("div", { class: "ld-root-cause" });
-      rc.append(document.createTextNode("root cause: "));
-      n.root_cause_ids.forEach((r, i) => {
-        if (i) rc.append(document.createTextNode(", "));
-        rc.append(taskLink(r));
-      });
-      panel.append(rc);
-    }
-    if (n.tries && n.tries.length) {
-      const t = el("table", { class: "ld-tries" });
-      t.append(el("tr", {}, ""));
-      t.firstChild.append(...["try", "launched", "ran", "cpu", "peak mem", "outcome"]
-        .map((h) => el("th", {}, h)));
-      for (const tr of n.tries) {
-        const row = el("tr");
-        row.append(el("td", {}, String(tr.number)), el("td", {}, fmtTime(tr.launched)),
-          el("td", {}, fmtDur(tr.started || tr.launched, tr.ended)),
-          el("td", { class: "ld-cpu" }, fmtCpu(tr.cpu_time)),
-          el("td", { class: "ld-peak" }, fmtBytes(tr.peak_rss)),
-          el("td", {}, `${tr.outcome || "…"}${tr.exc_type ? ` (${tr.exc_type})` : ""}`));
-        t.append(row);
-      }
-      panel.append(section("tries", t));
-    }
-    if (n.exc_type) panel.append(el("div", { class: "ld-error" }, `${n.exc_type}: ${n.message || ""}`));
-    if (n.stdout) panel.append(section("stdout", n.stdout, "ld-stdout"));
-    if (n.stderr) panel.append(section("stderr", n.stderr, "ld-stderr"));
-    if (n.traceback) panel.append(section("traceback", n.traceback, "ld-traceback"));
-    if (!scroll) panel.scrollTop = keepScroll;
   }
-
-  function showGroupDetail(key) {
-    const a = store.agg.get(key) || store.groups.get(key);
-    if (!a) return;
-    panel.append(el("div", { class: "ld-head" }, `${a.app || ""} · ${a.label}`));
-    const dl = el("dl", { class: "ld-facts" });
-    for (const s of STATES) {
-      if (a.counts[s]) dl.append(el("dt", {}, s), el("dd", {}, String(a.counts[s])));
-    }
-    panel.append(dl);
-    if (a.app && store.mode === "aggregate") {
-      const actions = el("div", { class: "ld-actions" });
-      const n = Object.values(a.counts).reduce((s, c) => s + c, 0);
-      const open = store.focus && store.focus.key === key;
-      const b = el("button", { class: "ld-btn ld-drill" }, open ? "Shown" : `Show its ${n} tasks`);
-      b.disabled = !!open;
-      b.addEventListener("click", () => drill(key));
-      actions.append(b);
-      panel.append(actions);
-    }
-    if (a.failed && a.failed.length) {
-      const list = el("div", { class: "ld-root-cause" });
-      list.append(document.createTextNode(`failed (${a.n_failed}): `));
-      a.failed.forEach((tid, i) => {
-        if (i) list.append(document.createTextNode(", "));
-        list.append(taskLink(tid));
-      });
-      panel.append(list);
-    }
+  if (a.failed && a.failed.length) {
+    panel.append(taskLinks(ctx, `failed (${a.n_failed}): `, a.failed));
   }
+}
 
-  // Pan (drag) and zoom (wheel) on the canvas.
+/**
+ * Pan (drag) and zoom (wheel) on the canvas.
+ * @param {Ctx} ctx
+ * @returns {() => void} removes the listeners it put on the window
+ */
+function bindPanZoom(ctx) {
+  const { canvas, view, ui } = ctx;
   let drag = null;
   canvas.addEventListener("mousedown", (e) => {
     drag = { x: e.clientX - view.x, y: e.clientY - view.y, moved: false };
   });
   const onMove = (e) => {
     if (!drag) return;
-    userMoved = ui.userMoved = true;
+    ctx.userMoved = ui.userMoved = true;
     view.x = e.clientX - drag.x;
     view.y = e.clientY - drag.y;
-    applyView();
+    applyView(ctx);
   };
   const onUp = () => { drag = null; };
   window.addEventListener("mousemove", onMove);
   window.addEventListener("mouseup", onUp);
   canvas.addEventListener("wheel", (e) => {
     e.preventDefault();
-    userMoved = ui.userMoved = true;
+    ctx.userMoved = ui.userMoved = true;
     const r = canvas.getBoundingClientRect();
     const mx = e.clientX - r.left;
     const my = e.clientY - r.top;
@@ -940,38 +1198,58 @@ function render({ model, el: root }) {
     view.x = mx - (mx - view.x) * (k / view.k);
     view.y = my - (my - view.y) * (k / view.k);
     view.k = k;
-    applyView();
+    applyView(ctx);
   }, { passive: false });
-  btnFit.addEventListener("click", () => {
-    userMoved = ui.userMoved = false;
-    fit();
-  });
-  btnFailed.addEventListener("click", () => send("resubmit_failed", {},
-    "resubmitting failed tasks"));
-  btnOverview.addEventListener("click", () => drill(null));
-  tabDag.addEventListener("click", () => showTab("dag"));
-  tabTimeline.addEventListener("click", () => showTab("timeline"));
-  blockedBox.addEventListener("change", () => {
-    ui.showBlocked = blockedBox.checked;
-    schedule(null);
-  });
-  if (ui.status[0]) setStatus(ui.status[0], ui.status[1]);
-
-  /** @type {View} */
-  const me = { onChange: schedule, onAcks };
-  store.views.add(me);
-  applyView();
-  showTab(ui.tab || "dag");
-  redraw(null);
-  if (store.stale) model.send({ type: "resync" });
-  // The element may not be laid out yet on first render: fit once it has a size.
-  requestAnimationFrame(() => fit());
   return () => {
-    store.views.delete(me);
     window.removeEventListener("mousemove", onMove);
     window.removeEventListener("mouseup", onUp);
-    if (frame) cancelAnimationFrame(frame);
-    if (liveTimer) clearTimeout(liveTimer);
+  };
+}
+
+/** The toolbar's buttons, tabs and "show blocked" box. @param {Ctx} ctx */
+function bindToolbar(ctx) {
+  ctx.btnFit.addEventListener("click", () => {
+    ctx.userMoved = ctx.ui.userMoved = false;
+    fit(ctx);
+  });
+  ctx.btnFailed.addEventListener("click", () => send(ctx, "resubmit_failed", {},
+    "resubmitting failed tasks"));
+  ctx.btnOverview.addEventListener("click", () => drill(ctx, null));
+  ctx.tabDag.addEventListener("click", () => showTab(ctx, "dag"));
+  ctx.tabTimeline.addEventListener("click", () => showTab(ctx, "timeline"));
+  ctx.blockedBox.addEventListener("change", () => {
+    ctx.ui.showBlocked = ctx.blockedBox.checked;
+    schedule(ctx, null);
+  });
+}
+
+/**
+ * The view: toolbar, legend, cascades, SVG canvas or timeline, detail panel. Draws what the
+ * store has, then follows it; returns the cleanup anywidget calls when the view goes.
+ * @param {{model: any, el: HTMLElement}} props
+ */
+function render({ model, el: root }) {
+  timing("livedag:render", null, { uid: model.get("uid") });
+  const ctx = newView(model, root);
+  const { store, ui } = ctx;
+  const unbindPanZoom = bindPanZoom(ctx);
+  bindToolbar(ctx);
+  if (ui.status[0]) setStatus(ctx, ui.status[0], ui.status[1]);
+
+  /** @type {View} */
+  const me = { onChange: (ids) => schedule(ctx, ids), onAcks: (acks) => onAcks(ctx, acks) };
+  store.views.add(me);
+  applyView(ctx);
+  showTab(ctx, ui.tab || "dag");
+  redraw(ctx, null);
+  if (store.stale) model.send({ type: "resync" });
+  // The element may not be laid out yet on first render: fit once it has a size.
+  requestAnimationFrame(() => fit(ctx));
+  return () => {
+    store.views.delete(me);
+    unbindPanZoom();
+    if (ctx.frame) cancelAnimationFrame(ctx.frame);
+    if (ctx.liveTimer) clearTimeout(ctx.liveTimer);
   };
 }
 
