@@ -412,6 +412,9 @@ def exception_name(exc: BaseException) -> str:
 def exception_message(exc: BaseException) -> str:
     if isinstance(exc, RemoteError):
         return exc.message
-    text = str(exc)
+    try:
+        text = str(exc)
+    except Exception as str_exc:  # the exception's own __str__ is broken
+        return f"<str() of this {type(exc).__name__} raised {type(str_exc).__name__}>"
     # One line is enough for a summary; the full text stays on the exception.
     return text.splitlines()[0] if text else ""

@@ -39,6 +39,11 @@ _RESOURCE_HINT = (
 )
 
 
+_RESULT_HINT = (
+    "return plain data (numbers, strings, lists, dicts, arrays, dataclasses) and build the "
+    "rest in the kernel from it, or write it to a file and return the path"
+)
+
 _FUTURE_HINT = (
     "it holds a future inside a container; pass futures as direct arguments (or in "
     "inputs=[...]), or load a Config(dependency_resolver=DEEP_DEPENDENCY_RESOLVER) so that "
@@ -298,15 +303,21 @@ def serialization_error(
     *,
     task_id: int | None = None,
     app_name: str = "",
+    to_kernel: bool = False,
 ) -> SerializationError:
+    """`to_kernel`: the value is a task's result, on its way back from a worker."""
     type_name = f"{type(value).__module__}.{type(value).__qualname__}"
     who = ""
     if task_id is not None:
         who = f"task {task_id} {app_name!r}: " if app_name else f"task {task_id}: "
-    hint = _FUTURE_HINT if _holds_future(value) else _RESOURCE_HINT
+    if to_kernel:
+        where, hint = "back to the kernel", _RESULT_HINT
+    else:
+        where = "to a worker"
+        hint = _FUTURE_HINT if _holds_future(value) else _RESOURCE_HINT
     message = (
-        f"{who}{what} (of type {type_name}) cannot be serialized to send it to a worker: "
-        f"{type(exc).__name__}: {exc}. Hint: {hint}."
+        f"{who}{what} (of type {type_name}) cannot be serialized to send it {where}: "
+        f"{type(exc).__name__}: {_text(exc)}. Hint: {hint}."
     )
     return SerializationError(message, what=what, type_name=type_name, task_id=task_id)
 
@@ -335,10 +346,15 @@ class Failure:
 
 
 def failure_from(exc: BaseException) -> Failure:
-    tb_text = "".join(traceback.format_exception(exc))
+    """Never raises: an exception whose str() or traceback breaks still becomes a failure
+    of its task (not of the worker that ran it)."""
     type_name = type(exc).__qualname__
     if type(exc).__module__ not in ("builtins", "__main__"):
         type_name = f"{type(exc).__module__}.{type_name}"
+    try:
+        tb_text = "".join(traceback.format_exception(exc))
+    except Exception as tb_exc:
+        tb_text = f"{type_name}: {_text(exc)}\n(its traceback could not be formatted: {tb_exc!r})"
     try:
         pickling_support.install(exc)
         packed = dumps(exc)
@@ -346,7 +362,15 @@ def failure_from(exc: BaseException) -> Failure:
         data: bytes | None = packed
     except Exception:
         data = None
-    return Failure(data, type_name, str(exc), tb_text)
+    return Failure(data, type_name, _text(exc), tb_text)
+
+
+def _text(exc: BaseException) -> str:
+    """str(exc), or a stand-in when the exception's own __str__ raises."""
+    try:
+        return str(exc)
+    except Exception as str_exc:
+        return f"<str() of this {type(exc).__name__} raised {type(str_exc).__name__}>"
 
 
 def pack_result(value: Any, *, task_id: int | None = None, app_name: str = "") -> bytes:
@@ -354,7 +378,8 @@ def pack_result(value: Any, *, task_id: int | None = None, app_name: str = "") -
     try:
         return dumps((True, value))
     except Exception as exc:
-        err = serialization_error("the result", value, exc, task_id=task_id, app_name=app_name)
+        err = serialization_error("the result", value, exc, task_id=task_id, app_name=app_name,
+                                  to_kernel=True)
         err.__cause__ = exc
         return pack_failure(err)
 

@@ -58,6 +58,10 @@ def sys_exit() -> None:
     sys.exit(2)
 
 
+def keyboard_interrupt() -> None:
+    raise KeyboardInterrupt
+
+
 def pid_after(seconds: float) -> int:
     time.sleep(seconds)
     return os.getpid()
@@ -70,6 +74,10 @@ CRASHES = {
                  ["segmentation fault", "Fatal Python error", "segfault"]),
     "os_exit": (hard_exit, {"signal": "", "exitcode": 3}, ["exit code 3", "os._exit"]),
     "sys_exit": (sys_exit, {"signal": "", "exitcode": 2}, ["SystemExit(2)"]),
+    # Python ends with SIGINT after an uncaught KeyboardInterrupt; the task's own words
+    # come first, not "killed by SIGINT".
+    "keyboard_interrupt": (keyboard_interrupt, {"signal": "SIGINT", "exitcode": None},
+                           ["raised KeyboardInterrupt()"]),
 }
 
 
@@ -95,6 +103,27 @@ def test_worker_death_fails_only_its_task_with_evidence(htex: Any, kind: str) ->
     assert isinstance(bystander.result(timeout=10), int)
     pids = {ex.submit(call(pid_after, 0.2)).result(timeout=10) for _ in range(4)}
     assert running.pid not in pids
+
+
+class UnprintableError(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("this exception cannot be printed")
+
+
+def raise_unprintable() -> int:
+    raise UnprintableError
+
+
+def test_exception_that_cannot_be_printed_fails_its_task_not_its_worker(htex: Any) -> None:
+    ex, events = htex(max_workers_per_node=1)
+    first = call(pid_after, 0.0)
+    pid = ex.submit(first).result(timeout=10)
+    c = call(raise_unprintable)
+    with pytest.raises(UnprintableError):
+        ex.submit(c).result(timeout=10)
+    (running,) = events.of(TaskStateChanged, c.task_id)
+    assert running.pid == pid
+    assert ex.submit(call(pid_after, 0.0)).result(timeout=10) == pid  # the same worker
 
 
 def pool_of(pid: int) -> psutil.Process:

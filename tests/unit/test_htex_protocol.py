@@ -96,6 +96,9 @@ def test_segfault_and_exit_codes_are_described() -> None:
     assert "segmentation fault" in forensics.describe_exit(-signal.SIGSEGV, 0)
     assert "code 3" in forensics.describe_exit(3, 0)
     assert "SystemExit" in forensics.describe_exit(2, 0, "task 1 raised SystemExit(2)")
+    # An uncaught KeyboardInterrupt ends Python with SIGINT: the task's words come first.
+    text = forensics.describe_exit(-signal.SIGINT, 0, "task 1 raised KeyboardInterrupt()")
+    assert text.startswith("task 1 raised KeyboardInterrupt()") and "SIGINT" in text
     assert forensics.signal_name(-signal.SIGTERM) == "SIGTERM"
     assert forensics.signal_name(0) == ""
 

@@ -77,6 +77,23 @@ def test_unpicklable_result_comes_back_as_a_failure_naming_the_result() -> None:
     assert isinstance(exc, SerializationError)
     assert exc.what == "the result"
     assert str(exc).startswith("task 5: the result (of type _thread.lock)")
+    assert "back to the kernel" in str(exc) and "return plain data" in str(exc)
+
+
+class _Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+
+def test_an_exception_whose_str_raises_still_becomes_a_failure() -> None:
+    try:
+        raise _Unprintable
+    except _Unprintable as exc:
+        failure = serialize.failure_from(exc)
+    assert failure.message == "<str() of this _Unprintable raised RuntimeError>"
+    assert isinstance(failure.exception(), _Unprintable)
+    ok, back = serialize.unpack_outcome(serialize.pack_failure(_Unprintable()))
+    assert not ok and isinstance(back, _Unprintable)
 
 
 def _explode() -> None:

@@ -62,11 +62,11 @@ def describe_exit(returncode: int | None, peak_rss: int, note: str = "", *,
     """
     rss = f"; this task's peak RSS was {mib(peak_rss)} (sampled)" if peak_rss else ""
     name = signal_name(returncode)
+    if note:  # the task raised SystemExit or KeyboardInterrupt (which ends with SIGINT)
+        return f"{note} ({name or f'exit code {returncode}'})"
     if name:
         template = _SIGNAL_CAUSES.get(name, "killed by {name}{rss}")
         return template.format(name=name, rss=rss)
-    if note:
-        return f"{note} (exit code {returncode})"
     if returncode is None:
         return f"the worker stopped answering and was killed{rss}"
     if not in_task:
