@@ -388,15 +388,33 @@ def pack_failure(exc: BaseException) -> bytes:
     return dumps((False, failure_from(exc)))
 
 
-def unpack_outcome(data: bytes) -> tuple[bool, Any]:
-    """(True, value) or (False, exception) from pack_result/pack_failure bytes."""
+def unpack_outcome(data: bytes, task_id: int | None = None,
+                   app_name: str = "") -> tuple[bool, Any]:
+    """(True, value) or (False, exception) from pack_result/pack_failure bytes; raises
+    DeserializationError (see `outcome_error`) when they cannot be unpickled here."""
     try:
         ok, payload = loads(data)
     except Exception as exc:
-        raise DeserializationError(
-            f"a task's result could not be unpickled in the kernel: {type(exc).__name__}: {exc}. "
-            "Hint: the kernel must be able to import every module the result's types come from."
-        ) from exc
+        raise outcome_error(exc, task_id, app_name) from exc
     if ok:
         return True, payload
     return False, payload.exception()
+
+
+def outcome_error(exc: BaseException, task_id: int | None = None,
+                  app_name: str = "") -> DeserializationError:
+    """Why a task's outcome, pickled in a worker, cannot be unpickled in the kernel."""
+    head = "a task's result"
+    if task_id is not None:
+        name = f" {app_name!r}" if app_name else ""
+        head = f"task {task_id}{name}: its result"
+    if isinstance(exc, ImportError):
+        hint = ("the kernel must be able to import every module the result's types come "
+                "from (install it in the kernel's environment)")
+    else:
+        hint = ("an object in it failed to rebuild itself here (its __reduce__ or "
+                "__setstate__ raised: see the cause); return plain data instead")
+    err = DeserializationError(f"{head} could not be unpickled in the kernel: "
+                               f"{type(exc).__name__}: {_text(exc)}. Hint: {hint}.")
+    err.__cause__ = exc
+    return err

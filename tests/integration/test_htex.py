@@ -18,7 +18,12 @@ import parsl
 import pytest
 from htex_fixtures import Maker, call, executors
 
-from livedag.errors import ExecutorError, SerializationError, WorkerImportError
+from livedag.errors import (
+    DeserializationError,
+    ExecutorError,
+    SerializationError,
+    WorkerImportError,
+)
 from livedag.events import BlockChanged, TaskOutput, TaskResources, TaskStateChanged
 from livedag.executors.htex import IGNORED_PARAMETERS, HighThroughputExecutor
 from livedag.providers import LocalProvider
@@ -161,6 +166,35 @@ def test_unpicklable_argument_fails_at_submit_with_its_name(htex: Any) -> None:
     fut = ex.submit(call(double, threading.Lock()))
     with pytest.raises(SerializationError, match="argument 0"):
         fut.result(timeout=5)
+
+
+def _refuse_to_rebuild() -> None:
+    raise ValueError("this object cannot be rebuilt outside a worker")
+
+
+class BuiltOnlyInWorkers:
+    """Pickles in a worker as a call that fails when the kernel unpickles it."""
+
+    def __reduce__(self) -> tuple[Any, tuple[()]]:
+        if "PARSL_WORKER_RANK" in os.environ:
+            return (_refuse_to_rebuild, ())
+        return (BuiltOnlyInWorkers, ())
+
+
+def make_built_only_in_workers() -> BuiltOnlyInWorkers:
+    return BuiltOnlyInWorkers()
+
+
+def test_result_the_kernel_cannot_unpickle_names_its_task_and_the_cause(htex: Any) -> None:
+    ex, _ = htex()
+    c = call(make_built_only_in_workers)
+    with pytest.raises(DeserializationError) as info:
+        ex.submit(c).result(timeout=10)
+    text = str(info.value)
+    assert text.startswith(f"task {c.task_id} 'make_built_only_in_workers': its result")
+    assert "cannot be rebuilt outside a worker" in text and "__reduce__" in text
+    assert isinstance(info.value.__cause__, ValueError)
+    assert ex.submit(call(double, 4)).result(timeout=10) == 8  # the executor carries on
 
 
 def test_missing_module_names_the_workers_python_and_path(htex: Any, tmp_path: Any) -> None:

@@ -457,7 +457,7 @@ class HighThroughputExecutor(Executor):
             publish(TaskResources(now, key[0], key[1], cpu, int(peak), wall))
             fut = entry[0]
             try:
-                ok, value = unpack_outcome(data)
+                ok, value = unpack_outcome(data, key[0], entry[1])
             except Exception as exc:
                 fut.set_exception(exc)
                 continue
