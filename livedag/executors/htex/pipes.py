@@ -97,7 +97,7 @@ class Outbox:
         self._drained = threading.Condition(lock)
         self._bytes = 0
         self._writer_exit = False
-        self._last_send = 0.0
+        self.last_send = 0.0  # perf_counter() of the latest send (the receiver reads it)
 
     def send(self, item: Item) -> None:
         """Send a record, or a task as (key, payload), to the interchange, in order.
@@ -109,8 +109,8 @@ class Outbox:
         that have queued as one TaskBatch: one write, and one wake-up of the interchange,
         per batch instead of per task."""
         now = time.perf_counter()
-        quiet = now - self._last_send >= COALESCE_WINDOW
-        self._last_send = now
+        quiet = now - self.last_send >= COALESCE_WINDOW
+        self.last_send = now
         if quiet and not self._writer_busy:
             self.write(records([item]))
             return
