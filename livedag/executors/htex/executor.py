@@ -18,6 +18,7 @@ The interchange is our child and speaks to us only through its pipes; worker poo
 blocks started through the provider. Parameters keep Parsl's names, meanings and defaults;
 the ones that have no effect here are listed in `IGNORED_PARAMETERS` (parameters.py).
 """
+
 from __future__ import annotations
 
 import codecs
@@ -73,7 +74,7 @@ logger = logging.getLogger(__name__)
 # each process it crosses. So while few tasks are outstanding, the receiver polls the
 # interchange's pipe until SPIN_WINDOW seconds have passed since the latest result or
 # task sent, and only then sleeps; busy pipelines never spin (their results arrive back
-# to back). bench.htex latency: ~1,000 -> ~750 µs on a 2-vCPU VM.
+# to back). One call at a time (bench.htex latency, A/B on a 2-vCPU VM): ~1,000 -> ~830 µs.
 SPIN_WINDOW = 0.001
 START_TIMEOUT = 20.0  # seconds for the interchange to report that it listens
 
