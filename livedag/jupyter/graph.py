@@ -32,6 +32,7 @@ from typing import Any
 import networkx as nx
 
 from livedag import events as ev
+from livedag.errors import exception_message
 from livedag.jupyter.nodes import (
     FINAL,
     NO_CELL,
@@ -587,6 +588,6 @@ def seed_events(records: Iterable[Any], *, time: float = 0.0) -> list[ev.Event]:
             exc = r.exception
             out.append(ev.TaskFailed(
                 time, r.id, r.try_number, r.state, type(exc).__name__,
-                str(exc).splitlines()[0] if str(exc) else "",
+                exception_message(exc),  # (safe when the exception's __str__ raises)
                 "".join(traceback.format_exception(exc)), tuple(r.root_cause_ids)))
     return out

@@ -354,6 +354,34 @@ def test_seed_events_from_records(tmp_path):
         dfk.cleanup()
 
 
+class _Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+
+def test_a_widget_shown_after_an_unprintable_failure_still_draws_it(tmp_path):
+    import livedag
+    from livedag import Config, ThreadPoolExecutor
+
+    dfk = livedag.DataFlowKernel(Config(executors=[ThreadPoolExecutor(label="threads")],
+                                        run_dir=str(tmp_path), initialize_logging=False))
+    try:
+        @livedag.python_app(data_flow_kernel=dfk)
+        def boom():
+            raise _Unprintable
+
+        a = boom()
+        with pytest.raises(_Unprintable):
+            a.result(timeout=10)
+        g = Graph()
+        g.apply(seed_events(dfk.tasks.values()))
+        node = g.nodes[a.tid]
+        assert node.state == "failed" and node.exc_type == "_Unprintable"
+        assert node.message == "<str() of this _Unprintable raised RuntimeError>"
+    finally:
+        dfk.cleanup()
+
+
 def test_incremental_layers_are_networkx_topological_generations():
     import random
 
