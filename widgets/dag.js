@@ -241,127 +241,248 @@ function fmtSpan(s) {
 }
 
 /**
+ * @typedef {object} TimelineView  one view's timeline tab; what its functions share
+ * @property {Store} store
+ * @property {(id: number) => void} onSelect  a bar was clicked
+ * @property {HTMLElement} el
+ * @property {HTMLElement} caption
+ * @property {SVGSVGElement} plot
+ * @property {Map<number, SVGRectElement[]>} barsOf  each task's bars as last drawn
+ * @property {number | string | null} selected  marked in the bars (a task id)
+ */
+
+/**
+ * @typedef {object} TimeScale  the time axis across the plot
+ * @property {number} t0  the first start (kernel's clock, s)
+ * @property {number} span  s shown (at least 1 ms)
+ * @property {number} k  px per s
+ * @property {number} width  the plot's width, px
+ * @property {(t: number) => number} x  where time t goes, px
+ */
+
+/**
  * The timeline tab: a lane per worker process (host:pid), a bar per try of a task from the
  * moment it ran to its end, coloured by how it ended; running bars grow with the clock.
  * @param {Store} store
  * @param {(id: number) => void} onSelect  a bar was clicked
+ * @returns {TimelineView}
  */
-function timelineView(store, onSelect) {
+function newTimelineView(store, onSelect) {
   const box = el("div", { class: "ld-timeline" });
   const caption = el("div", { class: "ld-tl-caption" });
-  const plot = svg("svg", { class: "ld-tl-plot" });
+  const plot = /** @type {SVGSVGElement} */ (svg("svg", { class: "ld-tl-plot" }));
   box.append(caption, plot);
-  /** @type {Map<number, SVGRectElement[]>} */
-  let barsOf = new Map();
-  let selected = /** @type {number | string | null} */ (null);
+  return { store, onSelect, el: box, caption, plot, barsOf: new Map(), selected: null };
+}
 
-  function laneOrder(a, b) {
-    return a.host.localeCompare(b.host) || (a.pid ?? -1) - (b.pid ?? -1) || a.order - b.order;
+/**
+ * Lanes by host, then pid (none first), then the kernel's order.
+ * @param {Lane} a
+ * @param {Lane} b
+ */
+function laneOrder(a, b) {
+  return a.host.localeCompare(b.host) || (a.pid ?? -1) - (b.pid ?? -1) || a.order - b.order;
+}
+
+/**
+ * Draw the whole timeline again from the store, with the task sel's bars marked.
+ * @param {TimelineView} tv
+ * @param {number | string | null} sel
+ */
+function drawTimeline(tv, sel) {
+  tv.selected = sel;
+  const tl = tv.store.timeline;
+  tv.plot.innerHTML = "";
+  tv.barsOf = new Map();
+  const bars = [...tl.bars.values()];
+  if (!bars.length) {
+    tv.caption.textContent = "No task has run yet: a bar appears when a task starts running.";
+    tv.plot.setAttribute("height", "0");
+    return;
   }
-
-  function draw(sel) {
-    selected = sel;
-    const tl = store.timeline;
-    plot.innerHTML = "";
-    barsOf = new Map();
-    const bars = [...tl.bars.values()];
-    if (!bars.length) {
-      caption.textContent = "No task has run yet: a bar appears when a task starts running.";
-      plot.setAttribute("height", "0");
-      return;
-    }
-    const now = Date.now() / 1000 + tl.offset;
-    let t0 = Infinity;
-    let t1 = -Infinity;
-    for (const b of bars) {
-      t0 = Math.min(t0, b.start);
-      t1 = Math.max(t1, b.end ?? now);
-    }
-    const width = Math.max(300, box.clientWidth - 4);
-    const plotW = width - TL_GUTTER - 14;
-    const span = Math.max(t1 - t0, 1e-3);
-    const k = plotW / span;
-    const x = (t) => TL_GUTTER + (t - t0) * k;
-    // Lanes, top to bottom, each as tall as its busiest moment needed (slots).
-    const lanes = [...tl.lanes.values()].sort(laneOrder);
-    const kept = new Map(); // lane -> [bars drawn, rows they use]
-    for (const b of bars) {
-      const [n, rows] = kept.get(b.lane) || [0, 1];
-      kept.set(b.lane, [n + 1, Math.max(rows, b.slot + 1)]);
-    }
-    const top = new Map();
-    let y = TL_AXIS;
-    let capped = 0;
-    for (const l of lanes) {
-      if (!kept.has(l.key)) continue;
-      const [n, rows] = kept.get(l.key);
-      const h = Math.max(32, rows * (TL_BAR + 3) + 10);
-      top.set(l.key, y);
-      plot.append(svg("rect", { class: "ld-tl-lane", x: 0, y, width, height: h }));
-      const name = svg("text", { class: "ld-tl-name", x: 6, y: y + 13 });
-      name.textContent = l.key;
-      const more = svg("text", { class: "ld-tl-sub", x: 6, y: y + 25 });
-      more.textContent = (l.block != null ? `block ${l.block} · ` : "")
-        + (l.runs > n ? `newest ${n} of ${l.runs} runs` : `${l.runs} run${l.runs === 1 ? "" : "s"}`);
-      if (l.runs > n) capped += 1;
-      plot.append(name, more);
-      y += h;
-    }
-    // The time axis: round steps, about one per 90 px.
-    const step = TL_STEPS.find((st) => st * k >= 90) || TL_STEPS[TL_STEPS.length - 1];
-    for (let t = 0; t <= span + 1e-9; t += step) {
-      const tx = x(t0 + t);
-      plot.append(svg("line", { class: "ld-tl-tick", x1: tx, x2: tx, y1: TL_AXIS - 4, y2: y }));
-      const label = svg("text", { class: "ld-tl-time", x: tx + 3, y: TL_AXIS - 8 });
-      label.textContent = t ? `+${fmtSpan(t)}` : new Date(t0 * 1000).toLocaleTimeString();
-      plot.append(label);
-    }
-    for (const b of bars) {
-      const ly = top.get(b.lane);
-      if (ly === undefined) continue;
-      const end = b.end ?? now;
-      const r = svg("rect", { class: `ld-tl-bar ld-${b.state}${b.task === selected ? " ld-selected" : ""}`,
-        x: x(b.start), y: ly + 5 + b.slot * (TL_BAR + 3), width: Math.max(2, (end - b.start) * k),
-        height: TL_BAR, rx: 2, "data-task": b.task, "data-key": b.key, "data-state": b.state });
-      const tip = svg("title");
-      tip.textContent = `task ${b.task} '${b.app}', try ${b.try}: ${b.state}`
-        + ` · ${fmtSpan(end - b.start)}${b.end == null ? " so far" : ""} · ${b.lane}`;
-      r.append(tip);
-      r.addEventListener("click", (e) => {
-        e.stopPropagation();
-        onSelect(b.task);
-      });
-      plot.append(r);
-      const w = Number(r.getAttribute("width"));
-      if (w > 40) { // room for a label: the task, then its app as far as it fits
-        const t = svg("text", { class: `ld-tl-label ld-${b.state}`, x: x(b.start) + 4,
-          y: ly + 5 + b.slot * (TL_BAR + 3) + 11 });
-        t.textContent = `${b.task} ${b.app}`.slice(0, Math.floor((w - 6) / 6.5));
-        plot.append(t);
-      }
-      if (!barsOf.has(b.task)) barsOf.set(b.task, []);
-      barsOf.get(b.task).push(r);
-    }
-    plot.setAttribute("width", String(width));
-    plot.setAttribute("height", String(y + 4));
-    const perLane = tl.perLane ? `, the newest ${tl.perLane} per lane` : "";
-    caption.textContent = `${bars.length} run${bars.length === 1 ? "" : "s"} in ${top.size}`
-      + ` worker process${top.size === 1 ? "" : "es"} (host:pid), ${fmtSpan(span)}`
-      + (capped ? ` · older runs not drawn${perLane}` : "")
-      + " · click a bar for its task";
+  const now = Date.now() / 1000 + tl.offset;
+  const scale = timeScale(tv, bars, now);
+  const { top, bottom, capped } = drawLanes(tv, bars, scale.width);
+  drawAxis(tv, scale, bottom);
+  for (const b of bars) {
+    const ly = top.get(b.lane);
+    if (ly !== undefined) drawBar(tv, b, ly, scale, now);
   }
+  tv.plot.setAttribute("width", String(scale.width));
+  tv.plot.setAttribute("height", String(bottom + 4));
+  tv.caption.textContent = timelineCaption(bars.length, top.size, scale.span, capped,
+    tl.perLane);
+}
 
-  /** Mark the selected task's bars (no redraw). */
-  function highlight(sel) {
-    for (const r of barsOf.get(/** @type {number} */ (selected)) || []) {
-      r.classList.remove("ld-selected");
-    }
-    selected = sel;
-    for (const r of barsOf.get(/** @type {number} */ (sel)) || []) r.classList.add("ld-selected");
+/**
+ * The time axis for these bars: the first start to the last end (now, for a running bar)
+ * across the plot's width.
+ * @param {TimelineView} tv
+ * @param {Bar[]} bars
+ * @param {number} now  the kernel's clock, s
+ * @returns {TimeScale}
+ */
+function timeScale(tv, bars, now) {
+  let t0 = Infinity;
+  let t1 = -Infinity;
+  for (const b of bars) {
+    t0 = Math.min(t0, b.start);
+    t1 = Math.max(t1, b.end ?? now);
   }
+  const width = Math.max(300, tv.el.clientWidth - 4);
+  const plotW = width - TL_GUTTER - 14;
+  const span = Math.max(t1 - t0, 1e-3);
+  const k = plotW / span;
+  return { t0, span, k, width, x: (t) => TL_GUTTER + (t - t0) * k };
+}
 
-  const running = () => [...store.timeline.bars.values()].some((b) => b.end == null);
-  return { el: box, draw, highlight, running };
+/**
+ * Each lane's use: how many of its bars are drawn, and how many rows (slots) they take.
+ * @param {Bar[]} bars
+ * @returns {Map<string, [number, number]>}
+ */
+function laneUse(bars) {
+  const kept = new Map();
+  for (const b of bars) {
+    const [n, rows] = kept.get(b.lane) || [0, 1];
+    kept.set(b.lane, [n + 1, Math.max(rows, b.slot + 1)]);
+  }
+  return kept;
+}
+
+/**
+ * The lanes that have bars, top to bottom, each as tall as its busiest moment needed.
+ * @param {TimelineView} tv
+ * @param {Bar[]} bars
+ * @param {number} width  px
+ * @returns {{top: Map<string, number>, bottom: number, capped: number}}  each lane's top
+ *   y, the y below the last lane, and how many lanes have runs not drawn
+ */
+function drawLanes(tv, bars, width) {
+  const lanes = [...tv.store.timeline.lanes.values()].sort(laneOrder);
+  const kept = laneUse(bars);
+  const top = new Map();
+  let y = TL_AXIS;
+  let capped = 0;
+  for (const l of lanes) {
+    if (!kept.has(l.key)) continue;
+    const [n, rows] = kept.get(l.key);
+    top.set(l.key, y);
+    if (l.runs > n) capped += 1;
+    y += drawLane(tv, l, n, rows, y, width);
+  }
+  return { top, bottom: y, capped };
+}
+
+/**
+ * One lane: its band, its name (host:pid), its block and how many runs it drew.
+ * @param {TimelineView} tv
+ * @param {Lane} l
+ * @param {number} n  its bars drawn
+ * @param {number} rows  the rows (slots) they take
+ * @param {number} y  its top, px
+ * @param {number} width  px
+ * @returns {number}  its height, px
+ */
+function drawLane(tv, l, n, rows, y, width) {
+  const h = Math.max(32, rows * (TL_BAR + 3) + 10);
+  tv.plot.append(svg("rect", { class: "ld-tl-lane", x: 0, y, width, height: h }));
+  const name = svg("text", { class: "ld-tl-name", x: 6, y: y + 13 });
+  name.textContent = l.key;
+  const more = svg("text", { class: "ld-tl-sub", x: 6, y: y + 25 });
+  more.textContent = (l.block != null ? `block ${l.block} · ` : "")
+    + (l.runs > n ? `newest ${n} of ${l.runs} runs` : `${l.runs} run${l.runs === 1 ? "" : "s"}`);
+  tv.plot.append(name, more);
+  return h;
+}
+
+/**
+ * The time axis: round steps, about one per 90 px, each a tick down to bottom; the first
+ * labelled with the clock time, the others with the time since.
+ * @param {TimelineView} tv
+ * @param {TimeScale} scale
+ * @param {number} bottom  px
+ */
+function drawAxis(tv, { t0, span, k, x }, bottom) {
+  const step = TL_STEPS.find((st) => st * k >= 90) || TL_STEPS[TL_STEPS.length - 1];
+  for (let t = 0; t <= span + 1e-9; t += step) {
+    const tx = x(t0 + t);
+    tv.plot.append(svg("line", { class: "ld-tl-tick", x1: tx, x2: tx, y1: TL_AXIS - 4,
+      y2: bottom }));
+    const label = svg("text", { class: "ld-tl-time", x: tx + 3, y: TL_AXIS - 8 });
+    label.textContent = t ? `+${fmtSpan(t)}` : new Date(t0 * 1000).toLocaleTimeString();
+    tv.plot.append(label);
+  }
+}
+
+/**
+ * One try's bar, with a tooltip and, if it is wide enough, a label; a click selects its task.
+ * @param {TimelineView} tv
+ * @param {Bar} b
+ * @param {number} ly  its lane's top, px
+ * @param {TimeScale} scale
+ * @param {number} now  the kernel's clock, s: where a running bar ends
+ */
+function drawBar(tv, b, ly, { k, x }, now) {
+  const end = b.end ?? now;
+  const y = ly + 5 + b.slot * (TL_BAR + 3);
+  const mark = b.task === tv.selected ? " ld-selected" : "";
+  const r = svg("rect", { class: `ld-tl-bar ld-${b.state}${mark}`, x: x(b.start), y,
+    width: Math.max(2, (end - b.start) * k), height: TL_BAR, rx: 2,
+    "data-task": b.task, "data-key": b.key, "data-state": b.state });
+  const tip = svg("title");
+  tip.textContent = `task ${b.task} '${b.app}', try ${b.try}: ${b.state}`
+    + ` · ${fmtSpan(end - b.start)}${b.end == null ? " so far" : ""} · ${b.lane}`;
+  r.append(tip);
+  r.addEventListener("click", (e) => {
+    e.stopPropagation();
+    tv.onSelect(b.task);
+  });
+  tv.plot.append(r);
+  const w = Number(r.getAttribute("width"));
+  if (w > 40) { // room for a label: the task, then its app as far as it fits
+    const t = svg("text", { class: `ld-tl-label ld-${b.state}`, x: x(b.start) + 4, y: y + 11 });
+    t.textContent = `${b.task} ${b.app}`.slice(0, Math.floor((w - 6) / 6.5));
+    tv.plot.append(t);
+  }
+  if (!tv.barsOf.has(b.task)) tv.barsOf.set(b.task, []);
+  tv.barsOf.get(b.task).push(/** @type {SVGRectElement} */ (r));
+}
+
+/**
+ * The caption: runs, worker processes and time drawn, and whether older runs were left out.
+ * @param {number} runs  bars drawn
+ * @param {number} procs  lanes drawn
+ * @param {number} span  s
+ * @param {number} capped  lanes with runs not drawn
+ * @param {number} perLane  the kernel's limit of bars per lane (0: not known)
+ */
+function timelineCaption(runs, procs, span, capped, perLane) {
+  const limit = perLane ? `, the newest ${perLane} per lane` : "";
+  return `${runs} run${runs === 1 ? "" : "s"} in ${procs}`
+    + ` worker process${procs === 1 ? "" : "es"} (host:pid), ${fmtSpan(span)}`
+    + (capped ? ` · older runs not drawn${limit}` : "")
+    + " · click a bar for its task";
+}
+
+/**
+ * Mark the selected task's bars (no redraw).
+ * @param {TimelineView} tv
+ * @param {number | string | null} sel
+ */
+function highlightBars(tv, sel) {
+  for (const r of tv.barsOf.get(/** @type {number} */ (tv.selected)) || []) {
+    r.classList.remove("ld-selected");
+  }
+  tv.selected = sel;
+  for (const r of tv.barsOf.get(/** @type {number} */ (sel)) || []) {
+    r.classList.add("ld-selected");
+  }
+}
+
+/** Whether a bar is still running (it grows: draw again soon). @param {TimelineView} tv */
+function timelineRunning(tv) {
+  return [...tv.store.timeline.bars.values()].some((b) => b.end == null);
 }
 
 // One rendered view. Its elements and the state its handlers share live in a context
@@ -380,7 +501,7 @@ function timelineView(store, onSelect) {
  * @property {any} ui  store.ui: what a view drawn again keeps
  * @property {HTMLElement} cascades
  * @property {HTMLElement} panel  the detail panel
- * @property {ReturnType<typeof timelineView>} timeline
+ * @property {TimelineView} timeline
  * @property {Map<number, SVGGElement>} nodeEls
  * @property {Map<number, SVGPathElement[]>} edgeEls  edges into a node
  * @property {number | string | null} selected  a task id, or an aggregated box's key
@@ -460,7 +581,7 @@ function newView(model, root) {
     shownFocus: store.mode === "aggregate" && store.focus ? store.focus.key : null,
     dagStale: false, liveTimer: 0, pinAsked: new Map() };
   ctx.panel.append(el("div", { class: "ld-hint" }, "Click a task to see its details."));
-  ctx.timeline = timelineView(store, (id) => select(ctx, id));
+  ctx.timeline = newTimelineView(store, (id) => select(ctx, id));
   ctx.timeline.el.style.height = `${model.get("height")}px`;
   const main = el("div", { class: "ld-main" });
   main.append(ctx.canvas, ctx.timeline.el, ctx.panel);
@@ -790,7 +911,7 @@ function showTab(ctx, tab) {
   ctx.tabTimeline.classList.toggle("ld-on", onTimeline);
   drawCrumb(ctx, store.mode === "aggregate" ? store.focus : null);
   if (onTimeline) {
-    timeline.draw(ctx.selected);
+    drawTimeline(timeline, ctx.selected);
     live(ctx);
   } else if (ctx.dagStale) {
     ctx.dagStale = false;
@@ -803,11 +924,11 @@ function showTab(ctx, tab) {
  * @param {Ctx} ctx
  */
 function live(ctx) {
-  if (ctx.liveTimer || ctx.ui.tab !== "timeline" || !ctx.timeline.running()) return;
+  if (ctx.liveTimer || ctx.ui.tab !== "timeline" || !timelineRunning(ctx.timeline)) return;
   ctx.liveTimer = setTimeout(() => {
     ctx.liveTimer = 0;
     if (ctx.ui.tab !== "timeline") return;
-    ctx.timeline.draw(ctx.selected);
+    drawTimeline(ctx.timeline, ctx.selected);
     live(ctx);
   }, 500);
 }
@@ -885,7 +1006,7 @@ function redraw(ctx, ids) {
  */
 function redrawTimeline(ctx, t0) {
   ctx.dagStale = true;
-  ctx.timeline.draw(ctx.selected);
+  drawTimeline(ctx.timeline, ctx.selected);
   live(ctx);
   drawLegend(ctx);
   if (ctx.selected !== null) showDetail(ctx, ctx.selected, false);
@@ -934,7 +1055,7 @@ function select(ctx, id) {
     }
   }
   if (store.mode === "aggregate" && !store.focus && ui.tab === "dag") drawAggregate(ctx);
-  ctx.timeline.highlight(id);
+  highlightBars(ctx.timeline, id);
   showDetail(ctx, id, true);
 }
 
@@ -999,7 +1120,7 @@ function onAcks(ctx, acks) {
  * @param {string | HTMLElement} body
  */
 function section(title, body, cls = "") {
-  const s = el("div", { class: `ld-sec ${cls}` });
+  const s = el("div", { class: cls ? `ld-sec ${cls}` : "ld-sec" });
   s.append(el("div", { class: "ld-sec-title" }, title));
   if (typeof body === "string") s.append(el("pre", { class: "ld-pre" }, body));
   else s.append(body);
@@ -1175,7 +1296,7 @@ function bindPanZoom(ctx) {
   const { canvas, view, ui } = ctx;
   let drag = null;
   canvas.addEventListener("mousedown", (e) => {
-    drag = { x: e.clientX - view.x, y: e.clientY - view.y, moved: false };
+    drag = { x: e.clientX - view.x, y: e.clientY - view.y };
   });
   const onMove = (e) => {
     if (!drag) return;
