@@ -412,9 +412,14 @@ def exception_name(exc: BaseException) -> str:
 def exception_message(exc: BaseException) -> str:
     if isinstance(exc, RemoteError):
         return exc.message
-    try:
-        text = str(exc)
-    except Exception as str_exc:  # the exception's own __str__ is broken
-        return f"<str() of this {type(exc).__name__} raised {type(str_exc).__name__}>"
+    text = exception_text(exc)
     # One line is enough for a summary; the full text stays on the exception.
     return text.splitlines()[0] if text else ""
+
+
+def exception_text(exc: BaseException) -> str:
+    """str(exc), or a stand-in when the exception's own __str__ raises."""
+    try:
+        return str(exc)
+    except Exception as str_exc:
+        return f"<str() of this {type(exc).__name__} raised {type(str_exc).__name__}>"

@@ -27,7 +27,12 @@ from typing import Any
 import cloudpickle
 from tblib import pickling_support
 
-from livedag.errors import DeserializationError, RemoteError, SerializationError
+from livedag.errors import (
+    DeserializationError,
+    RemoteError,
+    SerializationError,
+    exception_text,
+)
 
 PROTOCOL = 5
 
@@ -317,7 +322,7 @@ def serialization_error(
         hint = _FUTURE_HINT if _holds_future(value) else _RESOURCE_HINT
     message = (
         f"{who}{what} (of type {type_name}) cannot be serialized to send it {where}: "
-        f"{type(exc).__name__}: {_text(exc)}. Hint: {hint}."
+        f"{type(exc).__name__}: {exception_text(exc)}. Hint: {hint}."
     )
     return SerializationError(message, what=what, type_name=type_name, task_id=task_id)
 
@@ -354,7 +359,8 @@ def failure_from(exc: BaseException) -> Failure:
     try:
         tb_text = "".join(traceback.format_exception(exc))
     except Exception as tb_exc:
-        tb_text = f"{type_name}: {_text(exc)}\n(its traceback could not be formatted: {tb_exc!r})"
+        tb_text = (f"{type_name}: {exception_text(exc)}\n"
+                   f"(its traceback could not be formatted: {tb_exc!r})")
     try:
         pickling_support.install(exc)
         packed = dumps(exc)
@@ -362,15 +368,8 @@ def failure_from(exc: BaseException) -> Failure:
         data: bytes | None = packed
     except Exception:
         data = None
-    return Failure(data, type_name, _text(exc), tb_text)
+    return Failure(data, type_name, exception_text(exc), tb_text)
 
-
-def _text(exc: BaseException) -> str:
-    """str(exc), or a stand-in when the exception's own __str__ raises."""
-    try:
-        return str(exc)
-    except Exception as str_exc:
-        return f"<str() of this {type(exc).__name__} raised {type(str_exc).__name__}>"
 
 
 def pack_result(value: Any, *, task_id: int | None = None, app_name: str = "") -> bytes:
@@ -415,6 +414,6 @@ def outcome_error(exc: BaseException, task_id: int | None = None,
         hint = ("an object in it failed to rebuild itself here (its __reduce__ or "
                 "__setstate__ raised: see the cause); return plain data instead")
     err = DeserializationError(f"{head} could not be unpickled in the kernel: "
-                               f"{type(exc).__name__}: {_text(exc)}. Hint: {hint}.")
+                               f"{type(exc).__name__}: {exception_text(exc)}. Hint: {hint}.")
     err.__cause__ = exc
     return err
