@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import Future
 from typing import Any
@@ -184,6 +185,30 @@ def test_cancel_of_a_finished_task_is_false(dfk: Any) -> None:
     assert fut.cancel() is False
     assert not fut.cancelled()
     assert fut.task_status() == "exec_done"
+
+
+def test_cancel_of_a_launched_task_that_waits_for_a_worker(dfk: Any, tmp_path: Any) -> None:
+    """Launched, but every worker is busy: it waits in its executor (a thread pool's queue,
+    the interchange) and is withdrawn from there. The executor carries on: the withdrawn
+    task's result never meets its cancelled future (on htex that used to kill the
+    executor's receiver, and with it every later task)."""
+    release = str(tmp_path / "release")
+    holders = [wait_for_file(release) for _ in range(6)]  # more than the executors' workers
+    deadline = time.monotonic() + T
+    while holders[0].task_status() != "running":
+        assert time.monotonic() < deadline, holders[0].task_status()
+        time.sleep(0.02)
+    waiting = holders[-1]
+    assert waiting.task_status() == "launched"
+    assert waiting.cancel() is True
+    assert waiting.cancelled()
+    assert waiting.task_status() == "cancelled"
+    open(release, "w").close()
+    assert [h.result(timeout=T) for h in holders[:-1]] == ["released"] * 5
+    assert identity("after").result(timeout=T) == "after"
+    assert [t.outcome for t in waiting.tries] == ["cancelled"]
+    livedag.resubmit(waiting)
+    assert waiting.result(timeout=T) == "released"
 
 
 def test_cancel_of_a_running_task_is_false(dfk: Any, tmp_path: Any) -> None:

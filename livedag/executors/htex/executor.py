@@ -328,7 +328,7 @@ class HighThroughputExecutor(Executor):
     # --- submit ---------------------------------------------------------------------
 
     def submit(self, call: TaskCall) -> Future[Any]:
-        fut: Future[Any] = LightFuture()
+        fut = _Try()
         if self._failure is not None or self._ix is None:
             fut.set_exception(self._failure or ExecutorError(self.label, "was not started"))
             return fut
@@ -338,7 +338,8 @@ class HighThroughputExecutor(Executor):
         except SerializationError as exc:
             fut.set_exception(exc)
             return fut
-        key = (call.task_id, call.try_number)
+        key = fut.key = (call.task_id, call.try_number)
+        fut.executor = self
         with self._lock:
             if self._failure is not None:  # failed since the check above
                 fut.set_exception(self._failure)
@@ -352,22 +353,28 @@ class HighThroughputExecutor(Executor):
         return fut
 
     def cancel(self, task_id: int) -> bool:
-        """Withdraw a task still waiting in the interchange. A task a pool already holds
-        runs to its end. (Called on the receiver thread, from a done-callback, it cannot
-        wait for the answer: it returns False, and the future is cancelled if withdrawn.)"""
+        """Withdraw the newest try of a task still waiting in the interchange (see
+        `_withdraw`)."""
         with self._lock:
             keys = [k for k in self._futures if k[0] == task_id]
-            if not keys or self._failure is not None:
+        return bool(keys) and self._withdraw(max(keys))
+
+    def _withdraw(self, key: tuple[int, int]) -> bool:
+        """Ask the interchange to drop a try it has not given to a pool; True when it did
+        (the try's future is then cancelled). A try a pool already holds runs to its end.
+        On the receiver thread (a done-callback) the answer could never arrive: False."""
+        if threading.current_thread() is self._receiver:
+            return False
+        with self._lock:
+            if key not in self._futures or self._failure is not None:
                 return False
-            key = max(keys)
             waiter: tuple[threading.Event, list[bool]] = (threading.Event(), [])
             self._cancel_replies[key] = waiter
             try:
                 self._outbox.send(pack_frames(Cancel(*key).encode()))
             except OSError:
+                del self._cancel_replies[key]
                 return False
-        if threading.current_thread() is self._receiver:
-            return False
         waiter[0].wait(5.0)
         return bool(waiter[1] and waiter[1][0])
 
@@ -432,7 +439,7 @@ class HighThroughputExecutor(Executor):
             if msg.withdrawn:
                 entry = self._futures.pop(key, None)
                 if entry is not None:
-                    entry[0].cancel()
+                    LightFuture.cancel(entry[0])  # Future's own: the interchange said yes
             waiter = self._cancel_replies.pop(key, None)
             if waiter is not None:
                 waiter[1].append(msg.withdrawn)
@@ -565,6 +572,19 @@ class HighThroughputExecutor(Executor):
 
     def __repr__(self) -> str:
         return f"<HighThroughputExecutor {self.label!r} provider={self.provider!r}>"
+
+
+class _Try(LightFuture):
+    """One try on this executor. Its cancel() is the interchange's to grant: cancelling
+    only here would leave the task to run, and its result to meet a cancelled future."""
+
+    executor: HighThroughputExecutor | None = None
+    key: tuple[int, int] = (0, 0)
+
+    def cancel(self) -> bool:
+        if self.executor is None or self.done():
+            return super().cancel()
+        return self.executor._withdraw(self.key)
 
 
 _RUNNING = TaskState.RUNNING
