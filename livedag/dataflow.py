@@ -63,6 +63,7 @@ from livedag.errors import (
 )
 from livedag.executors.base import Executor, TaskCall
 from livedag.futures import AppFuture, DataFuture, File, LightFuture, record_of
+from livedag.serialize import unpack_arguments
 from livedag.task import TaskRecord, TaskState, TryRecord, check_move
 
 logger = logging.getLogger("livedag")
@@ -376,9 +377,11 @@ class DataFlowKernel:
             record.stdout.clear()
             record.stderr.clear()
         fn: Callable[..., Any] = without_future_defaults(record.func)
+        plain = record.kind == "python"  # the call carries exactly the task's arguments
         if record.kind == "bash":
             fn = functools.partial(run_bash, fn)
         elif kwargs and not SPECIAL_KWARGS.isdisjoint(kwargs):
+            plain = False
             kwargs = call_kwargs(fn, kwargs)
             if record.walltime is not None and record.kind == "python":
                 fn = functools.partial(run_with_walltime, record.walltime, record.func)
@@ -391,6 +394,11 @@ class DataFlowKernel:
             self._try_failed(record, exc)
             return
         record.exec_fu = exec_fu
+        if plain and executor.returns_arguments and not exec_fu.done():
+            # The executor keeps them now: a big argument is not held twice while its
+            # task waits and runs. A try that fails brings them back (_take_back).
+            record.lent = True
+            record.args, record.kwargs = (), {}
         exec_fu.add_done_callback(functools.partial(self._exec_done, record, attempt.number))
 
     def _exec_done(self, record: TaskRecord, try_number: int, exec_fu: Future[Any]) -> None:
@@ -403,6 +411,8 @@ class DataFlowKernel:
             return  # cancel() already moved the task
         exc = exec_fu.exception()
         if exc is not None:
+            if record.lent:
+                self._take_back(record, exec_fu)
             self._try_failed(record, exc)
         elif record.kind == "join":
             self._start_join(record, exec_fu.result())
@@ -423,13 +433,33 @@ class DataFlowKernel:
             record.kwargs = {k: v for k, v in record.kwargs.items() if k in ("stdout", "stderr")}
         record.dependents = ()
         record.depends_on = ()
-        if self.config.garbage_collect:
-            self.tasks.pop(record.id, None)
         fut = record.app_fu
         assert fut is not None
+        if self.config.garbage_collect:
+            self.tasks.pop(record.id, None)
+            # The future keeps its record, not the other way round: a future the user
+            # drops then goes at once, with its result, instead of waiting as a cycle
+            # for the garbage collector (1 MiB results piled up ~50 MiB between
+            # collections).
+            record.app_fu = None
         fut.set_result(value)
         for df in record.outputs:
             df.set_result(df.file_obj)
+
+    def _take_back(self, record: TaskRecord, exec_fu: Future[Any]) -> None:
+        """A lent try failed or was withdrawn: the arguments its executor gave back become
+        the task's again. Without them (lost with the executor) `record.lent` stays set,
+        and the task cannot be tried again."""
+        packed = getattr(exec_fu, "returned", None)
+        if packed is None:
+            return
+        try:
+            record.args, record.kwargs = unpack_arguments(packed)
+        except Exception:
+            logger.exception("task %d: its arguments came back from its executor but cannot "
+                             "be unpickled here", record.id)
+            return
+        record.lent = False
 
     def _try_failed(self, record: TaskRecord, exc: BaseException) -> None:
         attempt = record.tries[-1]
@@ -437,7 +467,10 @@ class DataFlowKernel:
         attempt.exc_type, attempt.message = exception_name(exc), exception_message(exc)
         self._attach_context(record, exc)
         retries = self.config.retries
-        if retries and not isinstance(exc, TaskCancelled):
+        if retries and record.lent:
+            exc.add_note(f"[livedag] not retried: the arguments went with this try, and "
+                         f"executor {record.executor!r} lost them with it")
+        elif retries and not isinstance(exc, TaskCancelled):
             cost = 1.0
             if self.config.retry_handler is not None:
                 try:

@@ -147,6 +147,15 @@ def unpack_call(data: bytes) -> tuple[Callable[..., Any], tuple[Any, ...], dict[
     return fn, args, kwargs
 
 
+def unpack_arguments(data: bytes) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The arguments of a pack_call payload, without its function (the kernel taking a
+    task's arguments back from an executor that kept them)."""
+    view = memoryview(data)
+    (size,) = _U32.unpack_from(view, 0)
+    args, kwargs = pickle.loads(view[4 + size :])
+    return args, kwargs
+
+
 _U32 = struct.Struct("<I")
 _PLAIN = frozenset({int, float, str, bytes, bool, type(None)})
 _SIZED = frozenset({str, bytes})
@@ -374,13 +383,20 @@ def failure_from(exc: BaseException) -> Failure:
 
 def pack_result(value: Any, *, task_id: int | None = None, app_name: str = "") -> bytes:
     """Serialize a return value (ok=True) for the trip back to the kernel."""
+    return pack_outcome(value, task_id=task_id, app_name=app_name)[1]
+
+
+def pack_outcome(value: Any, *, task_id: int | None = None,
+                 app_name: str = "") -> tuple[bool, bytes]:
+    """pack_result, and whether the value went (False: it could not be pickled, and the
+    bytes are that failure)."""
     try:
-        return dumps((True, value))
+        return True, dumps((True, value))
     except Exception as exc:
         err = serialization_error("the result", value, exc, task_id=task_id, app_name=app_name,
                                   to_kernel=True)
         err.__cause__ = exc
-        return pack_failure(err)
+        return False, pack_failure(err)
 
 
 def pack_failure(exc: BaseException) -> bytes:

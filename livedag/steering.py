@@ -49,6 +49,8 @@ def cancel(dfk: DataFlowKernel, fut: AppFuture, reason: str) -> bool:
         if not exec_fu.cancel():
             return False  # it has started: too late
         record.tries[-1].outcome = _S.CANCELLED.value
+        if record.lent:
+            dfk._take_back(record, exec_fu)
     with dfk._lock:
         record.exception = TaskCancelled(record.id, record.app_name, reason)
         dfk._move(record, _S.CANCELLED)
@@ -65,17 +67,27 @@ def resubmit(dfk: DataFlowKernel, target: AppFuture | TaskRecord | int, *,
     """Run a failed (or cancelled) task again and re-arm the tasks it blocked (see
     DataFlowKernel.resubmit)."""
     record = find(dfk, target)
+    # Taken now: a task that succeeds lets go of its future (DataFlowKernel._succeed), and
+    # this one may succeed before we return.
+    fut = record.app_fu
     if record.state is _S.DEP_FAIL:
         for tid in record.root_cause_ids:
             root = dfk.tasks.get(tid)
             if root is not None and root.state.is_failure:
                 resubmit(dfk, root, use_latest_definition=use_latest_definition)
-        assert record.app_fu is not None
-        return record.app_fu
+        assert fut is not None
+        return fut
     if record.state not in (_S.FAILED, _S.CANCELLED):
         raise ValueError(
             f"task {record.id} {record.app_name!r} is {record.state.value}: only failed, "
             "cancelled or dependency-failed tasks can be resubmitted"
+        )
+    assert fut is not None
+    if record.lent:
+        raise ValueError(
+            f"task {record.id} {record.app_name!r} cannot be resubmitted: its arguments went "
+            f"with its last try to executor {record.executor!r}, which lost them when it "
+            "failed. Call the app again instead"
         )
     blocked = _blocked_descendants(record)
     redefined = False
@@ -105,8 +117,7 @@ def resubmit(dfk: DataFlowKernel, target: AppFuture | TaskRecord | int, *,
             ready = r.pending_deps == 0
         if ready:
             dfk._soon(dfk._launch_if_ready, r)
-    assert record.app_fu is not None
-    return record.app_fu
+    return fut
 
 
 def find(dfk: DataFlowKernel, target: AppFuture | TaskRecord | int) -> TaskRecord:

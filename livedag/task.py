@@ -167,7 +167,9 @@ class TaskRecord:
 
     `depends_on` holds the futures this task waits for; `dependents` the records that wait
     for this one (kept until the task succeeds, for resubmit). `args`/`kwargs` are released
-    once the task succeeds, so a finished task holds no payload.
+    once the task succeeds, so a finished task holds no payload; while a try runs on an
+    executor that keeps them (`lent`, see Executor.returns_arguments) they are () and {},
+    and a try that fails brings them back.
     Parsl's retry handlers read a record with `record["fail_count"]`: item access works.
     """
 
@@ -205,6 +207,7 @@ class TaskRecord:
     joins: Any = None  # what a join app returned, while it is joining
     exec_fu: Future[Any] | None = None  # the executor's future of the current try
     claimed: bool = False  # the kernel has begun launching this try (cancel() is too late)
+    lent: bool = False  # args/kwargs are with the executor (lost, if the try ended so)
     pending_joins: int = 0
 
     def capture(self, stream: str, text: str) -> None:

@@ -48,6 +48,11 @@ class Executor(abc.ABC):
     publish: Publish = staticmethod(_drop)  # replaced in start()
     # Parsl compatibility: an executor may be told which DataFlowKernel drives it.
     provider: Any = None
+    # True: once submit() has returned, the executor holds the call's arguments (packed)
+    # and the kernel may let go of its own reference; the future of a try that fails or
+    # is withdrawn then carries them back as `returned` (packed bytes, or None if they
+    # were lost with the executor). See DataFlowKernel._lend.
+    returns_arguments: bool = False
 
     def start(self, publish: Publish, run_dir: str) -> None:
         """Get ready to take tasks. `publish` delivers events to the kernel; an executor

@@ -181,6 +181,7 @@ class ThreadPoolExecutor(Executor):
                 _local.sink = None
                 publish(_used(call, cpu0, wall0))
                 fut.set_result(result)
+                del result  # this thread keeps nothing of a finished task while it waits
             del item, call, fut
 
     def shutdown(self) -> None:

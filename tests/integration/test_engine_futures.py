@@ -4,6 +4,9 @@ printed, and its tries."""
 from __future__ import annotations
 
 import concurrent.futures
+import gc
+import time
+import weakref
 from concurrent.futures import Future
 from typing import Any
 
@@ -36,6 +39,35 @@ def test_app_future_is_a_concurrent_future(dfk: Any) -> None:
     called: list[Any] = []
     futs[0].add_done_callback(called.append)  # already done: runs at once
     assert called == [futs[0]]
+
+
+class Box:
+    """A result the test can watch (an int cannot be weakly referenced)."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+@python_app
+def boxed(value: Any) -> Box:
+    return Box(value)
+
+
+def test_a_finished_future_the_user_drops_frees_its_result_at_once(dfk: Any) -> None:
+    """A loop that keeps no futures holds no results: each goes with its future, not at
+    the garbage collector's next pass (the kernel's record of a finished task does not
+    point back at its future)."""
+    gc.disable()
+    try:
+        fut = boxed(1)
+        result = weakref.ref(fut.result(timeout=T))
+        del fut
+        deadline = time.monotonic() + 5  # the kernel's thread may still be in set_result
+        while result() is not None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert result() is None
+    finally:
+        gc.enable()
 
 
 def test_task_ids_count_up_from_zero_per_kernel(dfk: Any) -> None:

@@ -8,6 +8,8 @@
         Report.results  ──> publish(TaskResources); unpack_outcome ──> future.set_result
                             / set_exception
         Report.deaths   ──> future.set_exception(WorkerLost)                   (losses.py)
+        Returned        ──> the payloads of tries about to fail or be withdrawn: kept on
+                            their futures (`returned`), so the kernel can try again
         ManagerGone     ──> future.set_exception(ManagerLost) for each task it held
         end of pipe     ──> every outstanding future fails with ExecutorError
     block watcher thread ──provider.status(all jobs)──> BlockChanged; no block left alive
@@ -52,6 +54,7 @@ from livedag.executors.htex.protocol import (
     ManagerJoined,
     Report,
     Retire,
+    Returned,
     Shutdown,
     WorkerDeath,
     decode,
@@ -103,7 +106,12 @@ class HighThroughputExecutor(Executor):
     - Local blocks get the kernel's sys.path (PYTHONPATH), so what the notebook imports
       by reference, its workers can import too.
     - Parameters in IGNORED_PARAMETERS are accepted, and have no effect.
+    - The kernel keeps no copy of a running task's arguments: the interchange holds the
+      packed call until the result passes, and gives it back when a try fails, for
+      retries and Resubmit (`returns_arguments`). Parsl keeps both.
     """
+
+    returns_arguments = True
 
     def __init__(
         self,
@@ -216,6 +224,11 @@ class HighThroughputExecutor(Executor):
         if self.available_accelerators:
             count = min(count, len(self.available_accelerators))
         return count
+
+    @property
+    def interchange_proc(self) -> subprocess.Popen[bytes] | None:
+        """The interchange process (Parsl's name), once started."""
+        return self._ix
 
     @property
     def outstanding(self) -> int:
@@ -427,6 +440,11 @@ class HighThroughputExecutor(Executor):
     def _handle(self, msg: object) -> None:
         if isinstance(msg, Report):
             self._on_report(msg)
+        elif isinstance(msg, Returned):
+            for key, payload in zip(msg.ids, msg.payloads, strict=True):
+                entry = self._futures.get(key)
+                if entry is not None:
+                    entry[0].returned = bytes(payload)  # type: ignore[attr-defined]
         elif isinstance(msg, ManagerJoined):
             self._managers[msg.manager] = _Manager(msg.host, msg.pid, msg.block_id, msg.log_path)
             self._workers_seen = max(self._workers_seen, msg.workers)
@@ -576,10 +594,13 @@ class HighThroughputExecutor(Executor):
 
 class _Try(LightFuture):
     """One try on this executor. Its cancel() is the interchange's to grant: cancelling
-    only here would leave the task to run, and its result to meet a cancelled future."""
+    only here would leave the task to run, and its result to meet a cancelled future.
+    `returned`: the try's payload, given back by the interchange when it failed or was
+    withdrawn (see Executor.returns_arguments)."""
 
     executor: HighThroughputExecutor | None = None
     key: tuple[int, int] = (0, 0)
+    returned: bytes | None = None
 
     def cancel(self) -> bool:
         if self.executor is None or self.done():

@@ -1,7 +1,8 @@
 """The interchange: a broker process between the kernel and the worker pools.
 
     kernel ──stdin pipe: config, TaskBatch, Cancel, Shutdown──> interchange
-    kernel <─stdout pipe: Ready, ManagerJoined, Report, ManagerGone, CancelReply── interchange
+    kernel <─stdout pipe: Ready, ManagerJoined, Report, Returned, ManagerGone, CancelReply──
+                                                                           interchange
     interchange ══ROUTER (tcp, bound on loopback for local blocks)══ pools (DEALER)
 
 The kernel talks to the interchange over the pipes it started it with, so nobody else
@@ -10,6 +11,11 @@ its pools to stop and exits at once. Pools must first `Register` with the run's 
 (and, off loopback, pass CurveZMQ authentication); anything from a peer that has not
 registered is logged and dropped. The interchange never unpickles: payloads and results
 pass through as opaque frames.
+
+The interchange keeps each task's payload until its result passes through: the kernel
+let go of the task's arguments when it packed them. A try that fails (its result says
+so, its worker died, its pool was lost) or is withdrawn gets its payload sent back to
+the kernel (Returned, just before the news), which needs it to try again.
 
 Flow control is by credit: a pool registers its capacity (workers + prefetch_capacity)
 and is never sent more tasks than it has free slots; the rest wait here, in order. A
@@ -56,6 +62,7 @@ from livedag.executors.htex.protocol import (
     Register,
     Report,
     Retire,
+    Returned,
     SendBuffer,
     Shutdown,
     Stop,
@@ -85,7 +92,7 @@ class Manager:
     capacity: int
     log_path: str
     last_heard: float
-    in_flight: set[tuple[int, int]] = dataclasses.field(default_factory=set)
+    in_flight: dict[tuple[int, int], bytes] = dataclasses.field(default_factory=dict)
     lookahead: int = 0
     retiring: bool = False
 
@@ -204,6 +211,7 @@ class Interchange:
         for i, entry in enumerate(self.pending):
             if entry[0] == tid and entry[1] == tries:
                 del self.pending[i]
+                self.to_kernel(Returned([(tid, tries)], [entry[2]]))
                 self.to_kernel(CancelReply(tid, tries, withdrawn=True))
                 return
         self.to_kernel(CancelReply(tid, tries, withdrawn=False))
@@ -271,21 +279,31 @@ class Interchange:
 
     def _on_report(self, manager: Manager, msg: Report, frames: list[bytes]) -> None:
         manager.lookahead = max(0, msg.lookahead)
+        in_flight = manager.in_flight
+        if msg.failed or msg.deaths:
+            self._give_back(in_flight, [*msg.failed,
+                                        *((d.task_id, d.try_number) for d in msg.deaths)])
         for key in msg.results:
-            manager.in_flight.discard(key)
-        for death in msg.deaths:
-            manager.in_flight.discard((death.task_id, death.try_number))
+            in_flight.pop(key, None)
         self.kernel_out.add_record(frames)  # big frames: written from zmq's buffers
         if manager.retiring and not manager.in_flight:
             self._retire_idle()
+
+    def _give_back(self, in_flight: dict[tuple[int, int], bytes],
+                   keys: list[tuple[int, int]]) -> None:
+        """Send these tries' payloads back to the kernel (see the module's docstring)."""
+        found = [k for k in keys if k in in_flight]
+        if found:
+            self.to_kernel(Returned(found, [in_flight.pop(k) for k in found]))
 
     def _on_manager_message(self, manager: Manager, msg: Message) -> None:
         if isinstance(msg, Goodbye):
             del self.managers[manager.identity]
             logger.warning("pool %s (block %s) left with %d tasks: %s", manager.name,
                            manager.block_id, len(manager.in_flight), msg.reason)
-            self.to_kernel(ManagerGone(manager.name, msg.reason, 0.0, sorted(manager.in_flight),
-                                       lost=False))
+            keys = sorted(manager.in_flight)
+            self._give_back(manager.in_flight, keys)
+            self.to_kernel(ManagerGone(manager.name, msg.reason, 0.0, keys, lost=False))
         elif not isinstance(msg, Heartbeat):
             self._rogue(manager.identity, f"unexpected {type(msg).__name__} from a pool")
 
@@ -335,10 +353,11 @@ class Interchange:
             n = min(free, MAX_BATCH, len(pending))
             batch = [pending.popleft() for _ in range(n)]
             ids = [(t, k) for t, k, _ in batch]
-            if not self._send(manager.identity, TaskBatch(ids, [p for _, _, p in batch]).encode()):
+            payloads = [p for _, _, p in batch]
+            if not self._send(manager.identity, TaskBatch(ids, payloads).encode()):
                 pending.extendleft(reversed(batch))
                 return
-            manager.in_flight.update(ids)
+            manager.in_flight.update(zip(ids, payloads, strict=True))
             free -= n
 
     def _retire_idle(self) -> None:
@@ -357,8 +376,9 @@ class Interchange:
             del self.managers[identity]
             logger.error("pool %s (block %s) lost: silent for %.1f s with %d tasks; see %s",
                          m.name, m.block_id, silent, len(m.in_flight), m.log_path)
-            self.to_kernel(ManagerGone(m.name, f"no heartbeat for {silent:.1f} s", silent,
-                                       sorted(m.in_flight)))
+            keys = sorted(m.in_flight)
+            self._give_back(m.in_flight, keys)
+            self.to_kernel(ManagerGone(m.name, f"no heartbeat for {silent:.1f} s", silent, keys))
             self._send(identity, Stop("declared lost after missing heartbeats").encode())
 
     # --- the loop -----------------------------------------------------------------

@@ -327,6 +327,8 @@ class Pool:
                 self.report.results.append(w.task)
                 self.report.result_data.append(frames[3])
                 self.report.usage.append(_usage(frames[4] if len(frames) > 4 else b"", w))
+                if len(frames) > 5 and frames[5] == b"F":
+                    self.report.failed.append(w.task)
                 self._end_task(w)
                 self.idle.append(w)
             elif kind == b"H":

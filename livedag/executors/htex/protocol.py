@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 
 # Bumped whenever a message changes shape; a pool of another version is refused at
 # registration instead of failing later on a KeyError.
-PROTOCOL_VERSION = 4
+PROTOCOL_VERSION = 5
 
 # Bytes asked of a pipe per read(). Not more: os.read allocates the full size first, and
 # a 1 MiB allocation per read costs ten times the read itself.
@@ -425,6 +425,16 @@ class TaskBatch(Message):
         return cls(ids, frames[2:])
 
 
+@dataclasses.dataclass(slots=True)
+class Returned(TaskBatch):
+    """The interchange gives payloads back to the kernel: of tries that failed (their
+    result said so, their worker died, their pool was lost) and of tries withdrawn by a
+    Cancel. The kernel lets go of a task's arguments once they are packed (see
+    HighThroughputExecutor.returns_arguments) and takes them from here to try again."""
+
+    kind: ClassVar[bytes] = b"returned"
+
+
 # The per-task parts of hot messages are flat arrays of 64-bit ints, not JSON: a busy
 # pipeline decodes them for every task, and array/zip do that in C.
 def _pack_ints(rows: list[Any]) -> bytes:
@@ -571,8 +581,9 @@ class Report(Message):
     `started`: (task, try, worker pid); `outputs`: (task, try, stream) with one frame of
     raw bytes each; `results`: (task, try) with one frame each (pack_result/pack_failure
     bytes, opaque here) and `usage`: (cpu seconds, peak RSS bytes, wall seconds) of each
-    result, 0 where unknown; `deaths`: workers that died while running a task. Outputs of
-    a task always come before its result, in this report or an earlier one.
+    result, 0 where unknown; `failed`: the results that are failures (the interchange
+    gives those tries' payloads back); `deaths`: workers that died while running a task.
+    Outputs of a task always come before its result, in this report or an earlier one.
     """
 
     kind: ClassVar[bytes] = b"report"
@@ -582,6 +593,7 @@ class Report(Message):
     results: list[tuple[int, int]] = dataclasses.field(default_factory=list)
     result_data: list[bytes] = dataclasses.field(default_factory=list)
     usage: list[tuple[float, float, float]] = dataclasses.field(default_factory=list)
+    failed: list[tuple[int, int]] = dataclasses.field(default_factory=list)
     deaths: list[WorkerDeath] = dataclasses.field(default_factory=list)
     manager: str = ""  # filled in by the interchange when it forwards to the kernel
     lookahead: int = 0  # extra tasks the pool would like queued beyond its capacity
@@ -590,9 +602,10 @@ class Report(Message):
         return bool(self.started or self.outputs or self.results or self.deaths)
 
     def encode(self) -> list[bytes]:
-        # JSON only for what is rare (output, deaths); starts and results are int arrays.
+        # JSON only for what is rare (output, failures, deaths); starts and results are
+        # int arrays.
         header = [self.manager, self.lookahead, self.outputs,
-                  [dataclasses.astuple(d) for d in self.deaths]]
+                  [dataclasses.astuple(d) for d in self.deaths], self.failed]
         usage = array.array("d")
         for row in self.usage:
             usage.extend(row)
@@ -606,7 +619,7 @@ class Report(Message):
             raise ProtocolError("report: too few frames")
         header = _json(bytes(frames[1]))
         try:
-            manager, lookahead, outputs, deaths = header
+            manager, lookahead, outputs, deaths, failed = header
             results = _unpack_ints(frames[3], 2)
             usage = array.array("d")
             usage.frombytes(frames[4])
@@ -620,6 +633,7 @@ class Report(Message):
                 results=results,
                 result_data=frames[5 + n_out :],
                 usage=list(zip(usage[0::3], usage[1::3], usage[2::3], strict=True)),
+                failed=[(int(t), int(n)) for t, n in failed],
                 deaths=[WorkerDeath(*d) for d in deaths],
                 manager=str(manager),
                 lookahead=int(lookahead),

@@ -13,9 +13,10 @@ which is what lets the pool attribute output to the right task without markers.
 Records on the pipes use protocol.pack_frames:
     pool -> worker: [b"T", task_id, try_number, payload]     run this
     worker -> pool: [b"H", pid]                              ready for tasks
-                    [b"R", task_id, try_number, outcome, usage]
+                    [b"R", task_id, try_number, outcome, usage(, b"F")]
                                                    done (pack_result/pack_failure bytes;
-                                                   usage: b"cpu_s peak_rss_bytes wall_s")
+                                                   usage: b"cpu_s peak_rss_bytes wall_s";
+                                                   b"F": the outcome is a failure)
                     [b"E", reason]                           about to exit (SystemExit...)
 """
 
@@ -35,7 +36,7 @@ import time
 
 from livedag.errors import DeserializationError, WorkerImportError
 from livedag.executors.htex.protocol import FrameReader, SendBuffer, record_parts, write_all
-from livedag.serialize import pack_failure, pack_result, unpack_call
+from livedag.serialize import pack_failure, pack_outcome, unpack_call
 
 logger = logging.getLogger("livedag.worker")
 
@@ -61,8 +62,9 @@ def _send(fd: int, frames: list[bytes]) -> None:
     out.write_to(fd)
 
 
-def run_call(payload: bytes, task_id: int, meter: Meter | None = None) -> bytes:
-    """Outcome bytes for one task payload; never raises an Exception (BaseException may).
+def run_call(payload: bytes, task_id: int, meter: Meter | None = None) -> tuple[bool, bytes]:
+    """(ok, outcome bytes) for one task payload; never raises an Exception (BaseException
+    may).
     `meter` measures the call itself (not the unpickling: a first task would be charged
     for the imports its function needs)."""
     try:
@@ -81,14 +83,14 @@ def run_call(payload: bytes, task_id: int, meter: Meter | None = None) -> bytes:
             task_id=task_id,
         )
         err.__cause__ = exc
-        return pack_failure(err)
+        return False, pack_failure(err)
     except Exception as exc:
         err = DeserializationError(
             f"task {task_id}: the worker could not unpickle the task's call: "
             f"{type(exc).__name__}: {exc} (python {sys.executable})"
         )
         err.__cause__ = exc
-        return pack_failure(err)
+        return False, pack_failure(err)
     if meter is not None:
         meter.start()
     try:
@@ -97,8 +99,8 @@ def run_call(payload: bytes, task_id: int, meter: Meter | None = None) -> bytes:
         # The traceback starts at the app's own frame, not at this function.
         if exc.__traceback__ is not None and exc.__traceback__.tb_next is not None:
             exc.__traceback__ = exc.__traceback__.tb_next
-        return pack_failure(exc)
-    return pack_result(value, task_id=task_id)
+        return False, pack_failure(exc)
+    return pack_outcome(value, task_id=task_id)
 
 
 def _watch_parent(pool_pid: int) -> None:
@@ -182,7 +184,7 @@ def serve(task_fd: int, result_fd: int, pool_pid: int) -> None:
             tid, tries, payload = int(frames[1]), frames[2], frames[3]
             meter.wall0 = 0.0
             try:
-                outcome = run_call(payload, tid, meter)
+                ok, outcome = run_call(payload, tid, meter)
             except BaseException as exc:  # SystemExit, KeyboardInterrupt: the task ends us
                 what = f"{type(exc).__name__}({_exit_arg(exc)})"
                 note = f"task {tid} raised {what}, ending the worker"
@@ -193,7 +195,8 @@ def serve(task_fd: int, result_fd: int, pool_pid: int) -> None:
                 sys.stdout, sys.stderr = stdout, stderr  # an app swapped them and left
             usage = meter.stop()
             _flush(stdout, stderr, fflush)
-            _send(result_fd, [b"R", frames[1], tries, outcome, usage])
+            _send(result_fd, [b"R", frames[1], tries, outcome, usage] if ok else
+                  [b"R", frames[1], tries, outcome, usage, b"F"])
 
 
 def _exit_arg(exc: BaseException) -> str:
