@@ -15,10 +15,12 @@ memory     many no-ops in batches of 1,000 whose futures are dropped: the client
            from after the first 10% of tasks to the end (MiB; flat is ~0).
 payload    also reports the client's peak RSS (MiB; the 2 x 100 MiB of inputs and results
            the workload itself holds are the same for both engines).
-stream     the payload workload when the user keeps nothing (each input made at its submit,
-           each result checked and dropped as it completes): seconds, and how much the
-           client's peak RSS rose above its size before the run (MiB): the executor's own
-           holding of payloads.
+stream     the payload workload when the user keeps nothing (the inputs submitted in one
+           burst and dropped, no future kept, each result checked and dropped by a
+           done-callback as it arrives): seconds, and how much the client's peak RSS rose
+           above its size before the run (MiB): the engine's own holding of payloads. The
+           interchange's rise in the same run is shown beside it: the queued payloads
+           have to be somewhere.
 
 After the table, the same no-op workload on a plain concurrent.futures.ProcessPoolExecutor
 (max_workers = CPU count) gives the floor a process executor can reach here, and livedag's
@@ -99,43 +101,66 @@ def payloads(lib: ModuleType, n: int, size: int) -> dict[str, float]:
 
 
 def stream(lib: ModuleType, n: int, size: int) -> dict[str, float]:
-    """1 MiB in and out per task, but the user keeps nothing: each input is made at its
-    submit and dropped, each result checked and dropped as it completes. What the client
-    process grows by is then the executor's own holding of payloads."""
-    import concurrent.futures
+    """1 MiB in and out per task, but the user keeps nothing: the inputs, cheap to make,
+    are submitted in one burst and dropped, the futures are not kept, and each result is
+    checked (against a digest of what it must be) and dropped by a done-callback as it
+    arrives. What the client process grows by is then the engine's own holding of
+    payloads; the interchange's growth is reported beside it (it holds the queued ones)."""
+    import functools
     import gc
-    import random
+    import hashlib
+    import threading
 
     apps = Apps(lib)
-    with loaded(lib, htex_config):
+    ended = threading.Semaphore(0)
+    wrong: list[str] = []
+
+    def check(digest: bytes, fut: Any) -> None:
+        try:
+            if hashlib.blake2b(fut.result()).digest() != digest:
+                wrong.append("a result that is not its input rotated")
+        except Exception as exc:  # shown by _check below, with the engine's words
+            wrong.append(repr(exc))
+        ended.release()
+
+    with loaded(lib, htex_config) as dfk:
         apps.noop().result()
+        interchange = dfk.executors["htex"].interchange_proc.pid
         gc.collect()
-        before = _rss_mib()
+        before, ix_before = _rss_mib(), _rss_mib(interchange)
         _reset_peak()
+        _reset_peak(interchange)
         start = time.perf_counter()
-        futures = {apps.reflect(random.Random(i).randbytes(size)): i for i in range(n)}
-        for fut in concurrent.futures.as_completed(futures):
-            i = futures.pop(fut)
-            data = random.Random(i).randbytes(size)
-            _check(fut.result() == data[1:] + data[:1], "streamed payload")
-            del fut
+        for i in range(n):
+            data = i.to_bytes(8, "little") * (size // 8)  # unique per task, made in 0.1 ms
+            digest = hashlib.blake2b(data[1:] + data[:1]).digest()
+            apps.reflect(data).add_done_callback(functools.partial(check, digest))
+            del data
+        for _ in range(n):
+            ended.acquire()
         elapsed = time.perf_counter() - start
-        peak = _peak_rss_since_reset_mib()
-    return {"seconds": elapsed, "added_mib": peak - before}
+        peak, ix_peak = _peak_rss_since_reset_mib(), _peak_rss_since_reset_mib(interchange)
+    _check(not wrong, f"streamed payloads: {wrong[:3]}")
+    return {"seconds": elapsed, "added_mib": peak - before,
+            "interchange_added_mib": ix_peak - ix_before}
 
 
-def _reset_peak() -> None:
-    """Start the kernel's RSS high-water mark from now (Linux)."""
-    with open("/proc/self/clear_refs", "w") as f:
+def _reset_peak(pid: int | str = "self") -> None:
+    """Start a process's RSS high-water mark from now (Linux)."""
+    with open(f"/proc/{pid}/clear_refs", "w") as f:
         f.write("5")
 
 
-def _peak_rss_since_reset_mib() -> float:
-    with open("/proc/self/status") as f:
+def _peak_rss_since_reset_mib(pid: int | str = "self") -> float:
+    return _status_kib(pid, "VmHWM:") / 1024
+
+
+def _status_kib(pid: int | str, field: str) -> int:
+    with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
+            if line.startswith(field):
+                return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/{pid}/status")
 
 
 def _peak_rss_mib() -> float:
@@ -144,12 +169,8 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def _rss_mib() -> float:
-    with open("/proc/self/statm") as f:
-        pages = int(f.read().split()[1])
-    import os
-
-    return pages * os.sysconf("SC_PAGE_SIZE") / MiB
+def _rss_mib(pid: int | str = "self") -> float:
+    return _status_kib(pid, "VmRSS:") / 1024
 
 
 def chain(lib: ModuleType, n: int) -> dict[str, float]:
@@ -231,6 +252,8 @@ WORKLOADS = [
     Workload("stream", MODULE, "stream", {"n": 100, "size": MiB}, {"n": 20, "size": MiB},
              (Metric("seconds", "htex 1 MiB in + out, {n} tasks, nothing kept", "s", False),
               Metric("added_mib", "htex client RSS added, {n} x 1 MiB, nothing kept", "MiB",
+                     False),
+              Metric("interchange_added_mib", "htex interchange RSS added, same run", "MiB",
                      False))),
     Workload("chain", MODULE, "chain", {"n": 1000}, {"n": 200},
              (Metric("seconds", "htex {n:,}-step chain", "s", False),)),
