@@ -157,4 +157,8 @@ def test_bad_partition_fails_tasks_at_once_when_no_block_started_yet(tmp_path: P
         assert time.monotonic() - started < 10
         assert "invalid partition" in str(info.value).lower()
         assert f"task {fut.tid} 'add'" in str(info.value)
+        livedag.resubmit(fut)  # its arguments came back from the interchange: it tries again
+        with pytest.raises(SubmitError):
+            fut.result(timeout=30)
+        assert len(fut.tries) == 2
         assert run.job_ids() == []

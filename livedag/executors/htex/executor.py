@@ -195,6 +195,7 @@ class HighThroughputExecutor(Executor):
         self._scaling = Strategy()  # when the executor went idle
         self._workers_seen = 0
         self._cancel_replies: dict[tuple[int, int], tuple[threading.Event, list[bool]]] = {}
+        self._refusals: dict[tuple[int, int], SubmitError] = {}  # withdrawn to fail them
         self._ix: subprocess.Popen[bytes] | None = None
         self._outbox = pipes.Outbox(self._lock)
         self._receiver: threading.Thread | None = None
@@ -310,19 +311,18 @@ class HighThroughputExecutor(Executor):
 
     def _submit_failed(self, exc: SubmitError) -> None:
         """The scheduler refused a block. With no block running, nothing can run what
-        waits: fail it with the scheduler's own words (the next task tries again)."""
+        waits: withdraw it from the interchange, and fail it with the scheduler's own
+        words when the interchange has given it back (with its arguments, for a retry or
+        Resubmit; the next task tries for a block again)."""
         assert self.blocks is not None
         if self.blocks.live():
             logger.error("%s: a new block was refused: %s", self.label, exc)
             return
         with self._lock:
-            waiting = list(self._futures.items())
-            self._futures.clear()
-            for key, _ in waiting:  # withdraw them from the interchange's queue too
+            for key in self._futures:
+                self._refusals[key] = exc
                 with contextlib.suppress(OSError):
                     self._outbox.send(pack_frames(Cancel(*key).encode()))
-        for (tid, tries), (fut, app_name) in waiting:
-            fut.set_exception(losses.block_refused(exc, tid, tries, app_name, self.label))
 
     def _no_blocks_left(self, reasons: str, broken: bool) -> bool:
         """No block runs. Fail what waits when no new block can help (True: done)."""
@@ -454,9 +454,15 @@ class HighThroughputExecutor(Executor):
             self._on_manager_gone(msg)
         elif isinstance(msg, CancelReply):
             key = (msg.task_id, msg.try_number)
+            refusal = self._refusals.pop(key, None)
             if msg.withdrawn:
                 entry = self._futures.pop(key, None)
-                if entry is not None:
+                if entry is None:
+                    pass
+                elif refusal is not None:
+                    entry[0].set_exception(losses.block_refused(refusal, *key, entry[1],
+                                                                self.label))
+                else:
                     LightFuture.cancel(entry[0])  # Future's own: the interchange said yes
             waiter = self._cancel_replies.pop(key, None)
             if waiter is not None:
@@ -548,6 +554,7 @@ class HighThroughputExecutor(Executor):
                 self._failure = error
             pending = list(self._futures.values())
             self._futures.clear()
+            self._refusals.clear()
         for fut, _ in pending:
             if not fut.done():
                 fut.set_exception(error)
