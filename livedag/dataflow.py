@@ -468,8 +468,9 @@ class DataFlowKernel:
         self._attach_context(record, exc)
         retries = self.config.retries
         if retries and record.lent:
-            exc.add_note(f"[livedag] not retried: the arguments went with this try, and "
-                         f"executor {record.executor!r} lost them with it")
+            exc.add_note(f"[livedag] not retried: the arguments went with this try to "
+                         f"executor {record.executor!r}, and did not come back with its "
+                         "failure")
         elif retries and not isinstance(exc, TaskCancelled):
             cost = 1.0
             if self.config.retry_handler is not None:

@@ -86,8 +86,8 @@ def resubmit(dfk: DataFlowKernel, target: AppFuture | TaskRecord | int, *,
     if record.lent:
         raise ValueError(
             f"task {record.id} {record.app_name!r} cannot be resubmitted: its arguments went "
-            f"with its last try to executor {record.executor!r}, which lost them when it "
-            "failed. Call the app again instead"
+            f"with its last try to executor {record.executor!r}, and did not come back with "
+            "its failure. Call the app again instead"
         )
     blocked = _blocked_descendants(record)
     redefined = False

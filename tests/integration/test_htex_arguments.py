@@ -157,12 +157,13 @@ def test_arguments_lost_with_the_interchange_are_not_retried_and_resubmit_says_w
     exc = fut.exception(timeout=T)
     assert isinstance(exc, ExecutorError)
     assert len(fut.tries) == 1
-    assert ("[livedag] not retried: the arguments went with this try, and executor 'htex' "
-            "lost them with it") in exc.__notes__
+    assert ("[livedag] not retried: the arguments went with this try to executor 'htex', "
+            "and did not come back with its failure") in exc.__notes__
     with pytest.raises(ValueError) as info:
         livedag.resubmit(fut)
     assert str(info.value) == (
         f"task {fut.tid} 'size_when' cannot be resubmitted: its arguments went with its last "
-        "try to executor 'htex', which lost them when it failed. Call the app again instead"
+        "try to executor 'htex', and did not come back with its failure. Call the app again "
+        "instead"
     )
     assert os.path.exists(dfk.executors["htex"].interchange_log)
