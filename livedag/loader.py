@@ -73,9 +73,20 @@ def load(config: Config | None = None) -> DataFlowKernel:
         return _current
 
 
+# Set in a worker process (by worker.serve): where an app call has no kernel to go to.
+in_worker: str | None = None
+
+
 def current_dfk() -> DataFlowKernel:
     dfk = _current
     if dfk is None:
+        if in_worker is not None:
+            raise NoDataFlowKernelError(
+                f"Must first load config: an app was called inside a task, in {in_worker}, "
+                "where no kernel is loaded. Apps are called from the notebook's kernel; to "
+                "start tasks from a task, make the calling app a @join_app that returns the "
+                "futures of the apps it calls"
+            )
         raise NoDataFlowKernelError("Must first load config")
     return dfk
 

@@ -128,6 +128,11 @@ class ThreadPoolExecutor(Executor):
         self._pid = os.getpid()
 
     def start(self, publish: Publish, run_dir: str) -> None:
+        if self._started:  # its Config is loaded again (a notebook cell run again)
+            self.shutdown()
+            self._queue = queue.SimpleQueue()
+            self._threads = []
+            self._stopped = False
         super().start(publish, run_dir)
         _install_router()
         self._started = True

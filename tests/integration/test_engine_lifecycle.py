@@ -187,6 +187,20 @@ def test_cancel_of_a_finished_task_is_false(dfk: Any) -> None:
     assert fut.task_status() == "exec_done"
 
 
+def test_the_same_config_loads_again_after_cleanup(make_executor: Any, run_base: str) -> None:
+    """A notebook's load cell run again after cleanup() hands the same Config, and the
+    same executor objects, to a new kernel: they start afresh."""
+    config = livedag.Config(executors=[make_executor()], run_dir=run_base)
+    try:
+        for value in (1, 2):
+            dfk = livedag.load(config)
+            assert identity(value).result(timeout=T) == value
+            dfk.cleanup()
+            livedag.clear()
+    finally:
+        livedag.clear()
+
+
 def test_cancel_of_a_launched_task_that_waits_for_a_worker(dfk: Any, tmp_path: Any) -> None:
     """Launched, but every worker is busy: it waits in its executor (a thread pool's queue,
     the interchange) and is withdrawn from there. The executor carries on: the withdrawn

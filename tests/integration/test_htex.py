@@ -18,9 +18,11 @@ import parsl
 import pytest
 from htex_fixtures import Maker, call, executors
 
+from livedag import python_app
 from livedag.errors import (
     DeserializationError,
     ExecutorError,
+    NoDataFlowKernelError,
     SerializationError,
     WorkerImportError,
 )
@@ -228,6 +230,25 @@ def test_shutdown_fails_outstanding_tasks_and_later_submits(htex: Any) -> None:
         fut.result(timeout=5)
     with pytest.raises(ExecutorError):
         ex.submit(call(double, 1)).result(timeout=5)
+
+
+@python_app
+def plus_one(x: int) -> int:
+    return x + 1
+
+
+def calls_an_app(x: int) -> int:
+    return plus_one(x).result()  # type: ignore[no-any-return]
+
+
+def test_an_app_called_inside_a_task_says_where_and_what_to_do(htex: Any) -> None:
+    ex, _ = htex()
+    exc = ex.submit(call(calls_an_app, 1)).exception(timeout=30)
+    assert isinstance(exc, NoDataFlowKernelError)
+    text = str(exc)
+    assert text.startswith("Must first load config: an app was called inside a task, in "
+                           "worker process ")
+    assert "make the calling app a @join_app that returns the futures" in text
 
 
 def test_cancel_withdraws_a_task_that_waits(htex: Any) -> None:

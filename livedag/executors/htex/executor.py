@@ -181,17 +181,21 @@ class HighThroughputExecutor(Executor):
 
     def _init_state(self) -> None:
         """What the executor tracks while it runs, and the strategy's settings."""
-        self._lock = threading.Lock()
-        self._futures: dict[tuple[int, int], tuple[Future[Any], str]] = {}
-        self._decoders: dict[tuple[int, int, str], Any] = {}
-        self._managers: dict[str, _Manager] = {}
-        self.blocks: Blocks | None = None
         # The scaling strategy (Parsl's Config fields; the kernel copies them here from its
         # Config before start()). "simple" and "htex_auto_scale" scale out to cover the
         # outstanding tasks, and scale in blocks idle for max_idletime; None/"none" do not.
         self.strategy: str | None = "simple"
         self.strategy_period = 5.0
         self.max_idletime = 120.0
+        self._init_run()
+
+    def _init_run(self) -> None:
+        """What one start() .. shutdown() tracks."""
+        self._lock = threading.Lock()
+        self._futures: dict[tuple[int, int], tuple[Future[Any], str]] = {}
+        self._decoders: dict[tuple[int, int, str], Any] = {}
+        self._managers: dict[str, _Manager] = {}
+        self.blocks: Blocks | None = None
         self._scaling = Strategy()  # when the executor went idle
         self._workers_seen = 0
         self._cancel_replies: dict[tuple[int, int], tuple[threading.Event, list[bool]]] = {}
@@ -246,6 +250,9 @@ class HighThroughputExecutor(Executor):
     # --- start ----------------------------------------------------------------------
 
     def start(self, publish: Publish, run_dir: str) -> None:
+        if self._ix is not None:  # its Config is loaded again (a notebook cell run again)
+            self.shutdown()
+            self._init_run()
         super().start(publish, os.path.abspath(run_dir))
         os.makedirs(self.logdir, exist_ok=True)
         secret = secrets.token_hex(32)

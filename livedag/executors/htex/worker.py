@@ -166,6 +166,9 @@ def _children_cpu() -> float:
 
 
 def serve(task_fd: int, result_fd: int, pool_pid: int) -> None:
+    from livedag import loader
+
+    loader.in_worker = f"worker process {os.getpid()} on {socket.gethostname()}"
     os.set_inheritable(task_fd, False)
     os.set_inheritable(result_fd, False)  # a task's subprocess must not hold our pipe open
     threading.Thread(target=_watch_parent, args=(pool_pid,), daemon=True).start()
