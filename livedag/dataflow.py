@@ -239,9 +239,9 @@ class DataFlowKernel:
         if self.bus.active:
             dep_ids = tuple(d.tid for d in deps if isinstance(d, (AppFuture, DataFuture))
                             ) if deps else ()
+            record.args_summary = ev.summarize_args(record.args, record.kwargs)
             self.bus.emit(ev.TaskCreated, time.time(), record.id, record.app_name, record.kind,
-                          record.executor, dep_ids, record.origin,
-                          ev.summarize_args(record.args, record.kwargs))
+                          record.executor, dep_ids, record.origin, record.args_summary)
         if deps:
             record.depends_on = deps
             # One extra count while callbacks are added: an input that is already done

@@ -208,6 +208,9 @@ class TaskRecord:
     exec_fu: Future[Any] | None = None  # the executor's future of the current try
     claimed: bool = False  # the kernel has begun launching this try (cancel() is too late)
     lent: bool = False  # args/kwargs are with the executor (lost, if the try ended so)
+    # The arguments in short, as the TaskCreated event gave them (when someone listened):
+    # a view opened later shows them for tasks that no longer hold their arguments.
+    args_summary: str | None = None
     pending_joins: int = 0
 
     def capture(self, stream: str, text: str) -> None:

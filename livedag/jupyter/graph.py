@@ -575,8 +575,11 @@ def seed_events(records: Iterable[Any], *, time: float = 0.0) -> list[ev.Event]:
     for r in sorted(records, key=lambda r: r.id):
         deps = tuple(t for t in (getattr(d, "tid", None) for d in r.depends_on)
                      if isinstance(t, int))
+        summary = r.args_summary
+        if summary is None:
+            summary = ev.summarize_args(r.args, r.kwargs)
         out.append(ev.TaskCreated(time, r.id, r.app_name, r.kind, r.executor, deps, r.origin,
-                                  ev.summarize_args(r.args, r.kwargs)))
+                                  summary))
         if r.state is not TaskState.PENDING:
             attempt = r.tries[-1] if r.tries else None
             out.append(ev.TaskStateChanged(

@@ -366,6 +366,32 @@ def test_seed_events_from_records(tmp_path, error, message):
         dfk.cleanup()
 
 
+def test_a_view_opened_later_shows_the_arguments_of_finished_tasks(tmp_path):
+    """A finished task lets go of its arguments; the summary made for the views that
+    listened when it was created stays on its record for the ones opened later."""
+    import livedag
+    from livedag import Config, ThreadPoolExecutor
+
+    dfk = livedag.DataFlowKernel(Config(executors=[ThreadPoolExecutor(label="threads")],
+                                        run_dir=str(tmp_path), initialize_logging=False,
+                                        garbage_collect=False))
+    try:
+        dfk.bus.subscribe(lambda batch: None)  # e.g. the run record, or a first view
+
+        @livedag.python_app(data_flow_kernel=dfk)
+        def echo(x, label="a"):
+            return x
+
+        fut = echo(41, label="b")
+        assert fut.result(timeout=10) == 41
+        assert dfk.tasks[fut.tid].args == ()
+        g = Graph()
+        g.apply(seed_events(dfk.tasks.values()))
+        assert g.nodes[fut.tid].args == "41, label='b'"
+    finally:
+        dfk.cleanup()
+
+
 def test_incremental_layers_are_networkx_topological_generations():
     import random
 
