@@ -608,8 +608,9 @@ class DataFlowKernel:
     def wait_for_current_tasks(self) -> None:
         """Block until every task submitted so far has ended."""
         while True:
-            pending = [r.app_fu for r in list(self.tasks.values())
-                       if r.app_fu is not None and not r.app_fu.done()]
+            # Read once: a task that succeeds meanwhile drops its link (see _succeed).
+            pending = [f for r in list(self.tasks.values())
+                       if (f := r.app_fu) is not None and not f.done()]
             if not pending:
                 return
             concurrent.futures.wait(pending)

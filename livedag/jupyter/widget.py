@@ -240,9 +240,10 @@ class DagWidget(anywidget.AnyWidget):
         if kind == "cancel":
             tid = int(cmd["id"])
             record = dfk.tasks.get(tid)
-            if record is None or record.app_fu is None:
+            fut = record.app_fu if record is not None else None
+            if fut is None:
                 raise KeyError(f"task {tid} is no longer known to the kernel")
-            if not dfk.cancel(record.app_fu):
+            if not dfk.cancel(fut):
                 return f"task {tid} has already started: it cannot be cancelled"
             return f"task {tid} cancelled"
         if kind == "pin":
