@@ -121,11 +121,11 @@ def pack_call(
         plain = _plain(args) and _plain(kwargs.values())
         if plain and _small(args) and _small(kwargs.values()):
             arg_bytes = pickle.dumps((args, kwargs), protocol=PROTOCOL)
-            return b"".join((_U32.pack(len(fn_bytes)), fn_bytes, arg_bytes))
+            return b"".join((_U64.pack(len(fn_bytes)), fn_bytes, arg_bytes))
         # Into one growing buffer: pickle.dumps of a 1 MiB bytes costs 20x this (its
         # output buffer is reallocated, and the fresh memory faulted in, as it grows).
         with io.BytesIO() as f:
-            f.write(_U32.pack(len(fn_bytes)))
+            f.write(_U64.pack(len(fn_bytes)))
             f.write(fn_bytes)
             (pickle.Pickler if plain else _CallPickler)(f, protocol=PROTOCOL).dump((args, kwargs))
             return f.getvalue()
@@ -135,15 +135,15 @@ def pack_call(
 
 def unpack_call(data: bytes) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
     view = memoryview(data)
-    (size,) = _U32.unpack_from(view, 0)
-    fn_bytes = bytes(view[4 : 4 + size])
+    (size,) = _U64.unpack_from(view, 0)
+    fn_bytes = bytes(view[8 : 8 + size])
     fn = _FUNCTIONS.get(fn_bytes)
     if fn is None:
         fn = loads(fn_bytes)
         if len(_FUNCTIONS) >= _FUNCTIONS_KEPT:
             del _FUNCTIONS[next(iter(_FUNCTIONS))]
         _FUNCTIONS[fn_bytes] = fn
-    args, kwargs = pickle.loads(view[4 + size :])
+    args, kwargs = pickle.loads(view[8 + size :])
     return fn, args, kwargs
 
 
@@ -151,12 +151,12 @@ def unpack_arguments(data: bytes) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """The arguments of a pack_call payload, without its function (the kernel taking a
     task's arguments back from an executor that kept them)."""
     view = memoryview(data)
-    (size,) = _U32.unpack_from(view, 0)
-    args, kwargs = pickle.loads(view[4 + size :])
+    (size,) = _U64.unpack_from(view, 0)
+    args, kwargs = pickle.loads(view[8 + size :])
     return args, kwargs
 
 
-_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")  # a function that captures 4 GiB still has a size
 _PLAIN = frozenset({int, float, str, bytes, bool, type(None)})
 _SIZED = frozenset({str, bytes})
 BIG_ARGUMENT = 1 << 16  # bytes (or characters) from which pickle.dumps gets slow

@@ -17,8 +17,10 @@ from livedag.executors.htex.protocol import (
     Report,
     TaskBatch,
     WorkerDeath,
+    _split,
     decode,
     pack_frames,
+    record_parts,
     unpack_record,
 )
 
@@ -82,7 +84,8 @@ def test_garbage_is_a_protocol_error_never_a_crash(frames: list[bytes]) -> None:
 
 
 def test_a_truncated_pipe_record_is_a_protocol_error() -> None:
-    bad = b"\x08\x00\x00\x00" + b"\x05\x00\x00\x00" + b"\x09\x00\x00\x00"
+    # Room for one frame size, a count of five.
+    bad = (16).to_bytes(8, "little") + (5).to_bytes(8, "little") + (9).to_bytes(8, "little")
     with pytest.raises(ProtocolError):
         FrameReader().feed(bad)
 
@@ -245,8 +248,33 @@ def test_a_record_with_bytes_after_its_last_frame_is_refused() -> None:
     import struct
 
     record = pack_frames([b"cancel", b"{}"])
-    padded = struct.pack("<I", len(record) - 4 + 3) + record[4:] + b"xyz"
+    padded = struct.pack("<Q", len(record) - 8 + 3) + record[8:] + b"xyz"
     with pytest.raises(ProtocolError, match="bytes after the last frame"):
         unpack_record(padded)
     with pytest.raises(ProtocolError, match="bytes after the last frame"):
         FrameReader().feed(padded)
+
+
+def test_a_record_over_4_gib_keeps_its_sizes() -> None:
+    """A 4 GiB argument, result, or batch of them is a size like any other: the record is
+    packed and split again (before, packing it raised struct.error, on the kernel's
+    writer thread or in the interchange). The big frame is anonymous memory nobody
+    touches, so the test spends no RSS on it."""
+    import mmap
+
+    big_size = (4 << 30) + 5
+    with mmap.mmap(-1, big_size) as big:
+        big_view = memoryview(big)
+        parts = record_parts([b"tasks", b"ids", big_view])
+        assert parts[-1] is big_view  # written from its own buffer, never copied
+        head = b"".join(bytes(p) for p in parts[:-1])
+        del parts
+        big_view.release()
+    with mmap.mmap(-1, len(head) + big_size) as record:
+        record[: len(head)] = head
+        view = memoryview(record)
+        kind, ids, body = _split(view, 8, len(view), view_from=1 << 16)
+        assert (kind, ids, len(body)) == (b"tasks", b"ids", big_size)
+        assert int.from_bytes(view[:8], "little") == len(view) - 8
+        body.release()  # type: ignore[attr-defined]
+        view.release()

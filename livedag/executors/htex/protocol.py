@@ -33,16 +33,17 @@ from typing import Any, ClassVar
 
 # Bumped whenever a message changes shape; a pool of another version is refused at
 # registration instead of failing later on a KeyError.
-PROTOCOL_VERSION = 5
+PROTOCOL_VERSION = 6
 
 # Bytes asked of a pipe per read(). Not more: os.read allocates the full size first, and
 # a 1 MiB allocation per read costs ten times the read itself.
 READ_SIZE = 1 << 16
 
-_U32 = struct.Struct("<I")
+# Sizes are 64-bit: a 4 GiB argument, result or batch of them is a size like any other
+# (with 32-bit sizes, packing one raised struct.error on a thread that had to live).
+_U64 = struct.Struct("<Q")
 _MAX_FRAMES = 1 << 20
-_APART_SIZE = 0xFFFFFFFF  # a frame's size in a record: "this frame is the next zmq part"
-_APART = _U32.pack(_APART_SIZE)
+_APART_SIZE = (1 << 64) - 1  # a frame's size in a record: "this frame is the next zmq part"
 
 
 class ProtocolError(ValueError):
@@ -124,7 +125,7 @@ class SendBuffer:
 
 # --- framing ------------------------------------------------------------------------
 #
-# A record: u32 size of the rest | u32 frame count n | n x u32 frame sizes | the frames'
+# A record: u64 size of the rest | u64 frame count n | n x u64 frame sizes | the frames'
 # bytes, one after the other. All sizes come first, so one struct call packs or reads
 # them (a record is packed or split a dozen times per task on its way). A size of
 # _APART_SIZE marks a frame that is not in the record: on zmq it is the next part.
@@ -133,10 +134,10 @@ _SIZES: dict[int, struct.Struct] = {}
 
 
 def _sizes(count: int) -> struct.Struct:
-    """The struct of `count` u32 (cached: most records have the same few counts)."""
+    """The struct of `count` u64 (cached: most records have the same few counts)."""
     packer = _SIZES.get(count)
     if packer is None:
-        packer = struct.Struct(f"<{count}I")
+        packer = struct.Struct(f"<{count}Q")
         if len(_SIZES) < 64:
             _SIZES[count] = packer
     return packer
@@ -146,7 +147,7 @@ def _head(sizes: list[int], inline: int) -> bytes:
     """A record's first bytes: its size, its frame count and the frames' sizes, for a
     record that carries `inline` bytes of frames itself."""
     count = len(sizes)
-    return _sizes(count + 2).pack(4 + 4 * count + inline, count, *sizes)
+    return _sizes(count + 2).pack(8 + 8 * count + inline, count, *sizes)
 
 
 def pack_frames(frames: list[bytes]) -> bytes:
@@ -182,10 +183,10 @@ class FrameReader:
         """Read what `fd` has and return the complete records; None at end of file.
         BlockingIOError when a non-blocking fd has nothing."""
         buf = self._buf
-        if self._big is None and len(buf) >= 4:
-            size: int = _U32.unpack_from(buf, 0)[0]
+        if self._big is None and len(buf) >= 8:
+            size: int = _U64.unpack_from(buf, 0)[0]
             if size >= BIG_RECORD:
-                self._big = bytearray(4 + size)
+                self._big = bytearray(8 + size)
                 self._big[: len(buf)] = buf
                 self._filled = len(buf)
                 buf.clear()
@@ -206,24 +207,24 @@ class FrameReader:
                 return None
             self._filled += n
         self._big = None
-        return [_split(view, 4, len(big), view_from=BIG_FRAME)]
+        return [_split(view, 8, len(big), view_from=BIG_FRAME)]
 
     def feed(self, data: bytes) -> list[list[bytes]]:
         buf = self._buf
         if buf:  # a record was cut between reads
             buf += data
-            if len(buf) < 4 or len(buf) - 4 < _U32.unpack_from(buf, 0)[0]:
+            if len(buf) < 8 or len(buf) - 8 < _U64.unpack_from(buf, 0)[0]:
                 return []  # its rest has still not come
             data = bytes(buf)
             buf.clear()
         out: list[list[bytes]] = []
         pos, end = 0, len(data)
-        while end - pos >= 4:
-            (size,) = _U32.unpack_from(data, pos)
-            if end - pos - 4 < size:
+        while end - pos >= 8:
+            (size,) = _U64.unpack_from(data, pos)
+            if end - pos - 8 < size:
                 break
-            out.append(_split(data, pos + 4, pos + 4 + size))
-            pos += 4 + size
+            out.append(_split(data, pos + 8, pos + 8 + size))
+            pos += 8 + size
         if pos < end:
             buf += memoryview(data)[pos:]
         return out
@@ -254,18 +255,18 @@ def unpack_parts(parts: Sequence[bytes | memoryview], views: bool = False) -> li
     except big frames sent apart (always the received buffers) and, with `views`, every
     frame (a view into the record, for a process that forwards what it never reads)."""
     data = parts[0]
-    if len(data) < 4 or _U32.unpack_from(data, 0)[0] != len(data) - 4:
+    if len(data) < 8 or _U64.unpack_from(data, 0)[0] != len(data) - 8:
         raise ProtocolError(f"not a record ({len(data)} bytes)")
-    return _split(data, 4, len(data), view_from=0 if views else math.inf, apart=parts[1:])
+    return _split(data, 8, len(data), view_from=0 if views else math.inf, apart=parts[1:])
 
 
 def record_kind(data: bytes | memoryview) -> bytes:
     """The first frame (the message kind) of a whole record, without unpacking the rest."""
     try:
-        count, size = struct.unpack_from("<II", data, 4)
+        count, size = struct.unpack_from("<QQ", data, 8)
     except struct.error:
         return b""
-    first = 8 + 4 * count
+    first = 16 + 8 * count
     if count == 0 or size == _APART_SIZE or first + size > len(data):
         return b""
     return bytes(data[first : first + min(size, 32)])
@@ -277,13 +278,13 @@ def _split(buf: bytes | bytearray | memoryview, start: int, end: int,
     """The frames of the record body buf[start:end]: copies, except frames of at least
     `view_from` bytes, which are views of `buf`, and frames sent `apart` (zmq_parts)."""
     try:
-        (count,) = _U32.unpack_from(buf, start)
+        (count,) = _U64.unpack_from(buf, start)
         if count > _MAX_FRAMES:
             raise ProtocolError(f"record claims {count} frames")
-        pos = start + 4 + 4 * count
+        pos = start + 8 + 8 * count
         if pos > end:
             raise ProtocolError("truncated record: its frame sizes run past its end")
-        sizes = _sizes(count).unpack_from(buf, start + 4)
+        sizes = _sizes(count).unpack_from(buf, start + 8)
     except struct.error as exc:
         raise ProtocolError(f"truncated record: {exc}") from exc
     sliced = type(buf) is bytes  # slicing bytes copies once; other buffers need bytes()
