@@ -78,7 +78,7 @@ function applyTimeline(store, t) {
   if (t.reset) store.timeline = newTimeline();
   const tl = store.timeline;
   if (typeof t.now === "number") tl.offset = t.now - Date.now() / 1000;
-  tl.perLane = t.bars_per_lane || tl.perLane;
+  if (typeof t.bars_per_lane === "number") tl.perLane = t.bars_per_lane;  // 0: no limit
   for (const l of t.lanes || []) tl.lanes.set(l.key, l);
   for (const k of t.gone || []) tl.bars.delete(k);
   for (const b of t.bars || []) tl.bars.set(b.key, b);
@@ -304,14 +304,16 @@ function drawTimeline(tv, sel) {
   const scale = timeScale(tv, bars, now);
   const { top, bottom, capped } = drawLanes(tv, bars, scale.width);
   drawAxis(tv, scale, bottom);
+  let drawn = 0;  // a bar whose lane is not known (yet) is neither drawn nor counted
   for (const b of bars) {
     const ly = top.get(b.lane);
-    if (ly !== undefined) drawBar(tv, b, ly, scale, now);
+    if (ly === undefined) continue;
+    drawBar(tv, b, ly, scale, now);
+    drawn += 1;
   }
   tv.plot.setAttribute("width", String(scale.width));
   tv.plot.setAttribute("height", String(bottom + 4));
-  tv.caption.textContent = timelineCaption(bars.length, top.size, scale.span, capped,
-    tl.perLane);
+  tv.caption.textContent = timelineCaption(drawn, top.size, scale.span, capped, tl.perLane);
 }
 
 /**
