@@ -16,6 +16,7 @@ import contextlib
 import functools
 import operator
 import os
+import threading
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -139,6 +140,12 @@ class LightFuture(Future[Any]):
         return super().set_running_or_notify_cancel()
 
 
+# A thread of a ThreadPoolExecutor sets `pool_of_thread.pool` to its executor: a task that
+# waits there for another task's result lends its thread while it waits (see
+# ThreadPoolExecutor.waiting), so apps that call apps and wait cannot take every thread.
+pool_of_thread = threading.local()
+
+
 class AppFuture(LightFuture):
     """The future of one app call (one task)."""
 
@@ -185,6 +192,22 @@ class AppFuture(LightFuture):
     def cancel(self) -> bool:
         """Cancel the task if it has not started; its dependents end as dependency failures."""
         return self._dfk.cancel(self)
+
+    def result(self, timeout: float | None = None) -> Any:
+        if self._state not in _ENDED:
+            pool = getattr(pool_of_thread, "pool", None)
+            if pool is not None:  # a task waits inside a thread pool: see pool_of_thread
+                with pool.waiting():
+                    return super().result(timeout)
+        return super().result(timeout)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        if self._state not in _ENDED:
+            pool = getattr(pool_of_thread, "pool", None)
+            if pool is not None:
+                with pool.waiting():
+                    return super().exception(timeout)
+        return super().exception(timeout)
 
     def _cancel_now(self) -> bool:
         return super().cancel()

@@ -11,6 +11,7 @@ told apart between threads; the ZMQ executor captures that too.)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import socket
@@ -23,7 +24,7 @@ from typing import Any, TextIO
 from livedag.errors import ConfigurationError, ExecutorError
 from livedag.events import TaskOutput, TaskResources, TaskStateChanged
 from livedag.executors.base import Executor, Publish, TaskCall
-from livedag.futures import LightFuture
+from livedag.futures import LightFuture, pool_of_thread
 from livedag.task import TaskState
 
 _local = threading.local()
@@ -122,6 +123,8 @@ class ThreadPoolExecutor(Executor):
         self.working_dir = working_dir
         self._queue: queue.SimpleQueue[tuple[TaskCall, Future[Any]] | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
+        self._grow_lock = threading.Lock()
+        self._waiting = 0  # tasks blocked in result() inside this pool (see waiting)
         self._started = False
         self._stopped = False
         self._host = socket.gethostname()
@@ -132,6 +135,7 @@ class ThreadPoolExecutor(Executor):
             self.shutdown()
             self._queue = queue.SimpleQueue()
             self._threads = []
+            self._waiting = 0
             self._stopped = False
         super().start(publish, run_dir)
         _install_router()
@@ -139,10 +143,37 @@ class ThreadPoolExecutor(Executor):
         # Threads start on demand (see submit): an idle executor costs nothing.
 
     def _grow(self) -> None:
-        n = len(self._threads)
-        t = threading.Thread(target=self._work, name=f"{self.thread_name_prefix}-{n}", daemon=True)
-        self._threads.append(t)
+        with self._grow_lock:
+            n = len(self._threads)
+            t = threading.Thread(target=self._work, name=f"{self.thread_name_prefix}-{n}",
+                                 daemon=True)
+            self._threads.append(t)
         t.start()
+
+    @contextlib.contextmanager
+    def waiting(self) -> Any:
+        """A task in one of our threads waits for another task's result: it lends its
+        thread meanwhile (one more thread runs), so tasks that wait for tasks they called
+        cannot hold every thread while what they wait for sits in the queue (with Parsl,
+        a deadlock). The extra threads leave again after a task, once nobody waits."""
+        with self._grow_lock:
+            self._waiting += 1
+            grow = len(self._threads) < self.max_threads + self._waiting
+        if grow and not self._stopped:
+            self._grow()
+        try:
+            yield
+        finally:
+            with self._grow_lock:
+                self._waiting -= 1
+
+    def _retire(self) -> bool:
+        """After a task: leave if this pool has more threads than it is lent (True)."""
+        with self._grow_lock:
+            if len(self._threads) <= self.max_threads + self._waiting:
+                return False
+            self._threads.remove(threading.current_thread())
+            return True
 
     def submit(self, call: TaskCall) -> Future[Any]:
         if self._stopped or not self._started:
@@ -159,6 +190,7 @@ class ThreadPoolExecutor(Executor):
     def _work(self) -> None:
         get, publish = self._queue.get, self.publish
         host, pid = self._host, self._pid
+        pool_of_thread.pool = self
         while True:
             item = get()
             if item is None:
@@ -188,6 +220,8 @@ class ThreadPoolExecutor(Executor):
                 fut.set_result(result)
                 del result  # this thread keeps nothing of a finished task while it waits
             del item, call, fut
+            if len(self._threads) > self.max_threads + self._waiting and self._retire():
+                return
 
     def shutdown(self) -> None:
         if self._stopped:

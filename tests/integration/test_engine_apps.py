@@ -425,3 +425,25 @@ def test_special_keywords_not_declared_do_not_reach_the_function(
 
     fut = strict(1, walltime=30, label="l", parsl_resource_specification={"cores": 1})
     assert fut.result(timeout=T) == (0 if kind is bash_app else 1)
+
+
+# ---------------------------------------------------------------- apps that call apps
+# Thread-only (on the ZMQ executor an app called in a worker says to use a join_app).
+
+
+@python_app
+def plus_one(x: int) -> int:
+    return x + 1
+
+
+@python_app
+def calls_and_waits(x: int) -> int:
+    return plus_one(x).result(timeout=T) * 10  # type: ignore[no-any-return]
+
+
+def test_apps_that_call_apps_and_wait_do_not_take_every_thread(load_one_thread_dfk: Any) -> None:
+    """Each waiting task lends its thread: with one thread, ten tasks that each wait for
+    a task they called all finish (with Parsl's thread pool, the first one deadlocks)."""
+    load_one_thread_dfk()
+    futs = [calls_and_waits(i) for i in range(10)]
+    assert [f.result(timeout=T) for f in futs] == [10 * (i + 1) for i in range(10)]
