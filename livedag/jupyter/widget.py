@@ -244,6 +244,10 @@ class DagWidget(anywidget.AnyWidget):
             if fut is None:
                 raise KeyError(f"task {tid} is no longer known to the kernel")
             if not dfk.cancel(fut):
+                if record is not None and record.state.value == "launched":
+                    # Handed to a worker pool ahead of its start (prefetch): it will run.
+                    return (f"task {tid} is already with a worker pool, about to start: "
+                            "it cannot be cancelled")
                 return f"task {tid} has already started: it cannot be cancelled"
             return f"task {tid} cancelled"
         if kind == "pin":

@@ -199,3 +199,54 @@ def test_a_view_that_fell_behind_catches_up_once_tasks_stop(dfk):
         assert w.diff["legend"] == {"done": 3000}
     finally:
         w.close()
+
+
+def test_cancel_on_the_zmq_executor_withdraws_a_waiting_task_and_explains_a_held_one(tmp_path):
+    """Cancel from the widget on the ZMQ executor: a task still in the interchange is
+    withdrawn and the executor carries on; one a worker pool already holds (prefetched)
+    cannot be, and the widget says why."""
+    import time
+
+    from livedag.executors.htex import HighThroughputExecutor
+    from livedag.jupyter.widget import DagWidget
+    from livedag.providers import LocalProvider
+
+    k = livedag.DataFlowKernel(Config(
+        executors=[HighThroughputExecutor(label="htex", max_workers_per_node=1,
+                                          prefetch_capacity=1, provider=LocalProvider())],
+        run_dir=str(tmp_path / "runinfo"), initialize_logging=False))
+    w = DagWidget(k, interval=0.02)
+    try:
+        @livedag.python_app(data_flow_kernel=k)
+        def wait_for(path, x):
+            import os
+            import time
+
+            while not os.path.exists(path):
+                time.sleep(0.02)
+            return x
+
+        release = str(tmp_path / "release")
+        running = wait_for(release, 0)
+        held = wait_for(release, 1)  # prefetched: the pool's one extra slot
+        waiting = wait_for(release, 2)  # in the interchange
+        deadline = time.monotonic() + 30
+        while running.task_status() != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        acks: dict[str, dict] = {}
+        w.observe(lambda change: acks.update(
+            {a["cmd"]: a for a in change["new"].get("acks", [])}), names="diff")
+        w._on_frontend_msg(w, {"type": "cancel", "id": waiting.tid, "cmd": "c1"}, [])
+        w._on_frontend_msg(w, {"type": "cancel", "id": held.tid, "cmd": "c2"}, [])
+        assert w.flush(10)
+        assert waiting.cancelled()
+        open(release, "w").close()
+        assert [running.result(timeout=30), held.result(timeout=30)] == [0, 1]
+        assert w.flush(10)
+        assert acks["c1"]["ok"] and acks["c1"]["text"] == f"task {waiting.tid} cancelled"
+        assert acks["c2"]["text"] == (f"task {held.tid} is already with a worker pool, about "
+                                      "to start: it cannot be cancelled")
+    finally:
+        w.close()
+        k.cleanup()
