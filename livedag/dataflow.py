@@ -429,6 +429,7 @@ class DataFlowKernel:
         record.time_returned = time.time()
         # A finished task keeps no payload and no links: only its result, in the future.
         record.args = ()
+        record.lent = False
         if record.kwargs:
             record.kwargs = {k: v for k, v in record.kwargs.items() if k in ("stdout", "stderr")}
         record.dependents = ()
