@@ -194,20 +194,18 @@ class AppFuture(LightFuture):
         return self._dfk.cancel(self)
 
     def result(self, timeout: float | None = None) -> Any:
+        return self._wait(Future.result, timeout)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        return self._wait(Future.exception, timeout)  # type: ignore[no-any-return]
+
+    def _wait(self, wait: Any, timeout: float | None) -> Any:
         if self._state not in _ENDED:
             pool = getattr(pool_of_thread, "pool", None)
             if pool is not None:  # a task waits inside a thread pool: see pool_of_thread
                 with pool.waiting():
-                    return super().result(timeout)
-        return super().result(timeout)
-
-    def exception(self, timeout: float | None = None) -> BaseException | None:
-        if self._state not in _ENDED:
-            pool = getattr(pool_of_thread, "pool", None)
-            if pool is not None:
-                with pool.waiting():
-                    return super().exception(timeout)
-        return super().exception(timeout)
+                    return wait(self, timeout)
+        return wait(self, timeout)
 
     def _cancel_now(self) -> bool:
         return super().cancel()

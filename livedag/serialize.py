@@ -133,26 +133,30 @@ def pack_call(
         raise _diagnose(fn, args, kwargs, exc, task_id=task_id, app_name=app_name) from exc
 
 
-def unpack_call(data: bytes) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
+def _call_parts(data: bytes) -> tuple[memoryview, memoryview]:
+    """A pack_call payload's function pickle and arguments pickle, as views."""
     view = memoryview(data)
     (size,) = _U64.unpack_from(view, 0)
-    fn_bytes = bytes(view[8 : 8 + size])
+    return view[8 : 8 + size], view[8 + size :]
+
+
+def unpack_call(data: bytes) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
+    fn_view, arg_view = _call_parts(data)
+    fn_bytes = bytes(fn_view)
     fn = _FUNCTIONS.get(fn_bytes)
     if fn is None:
         fn = loads(fn_bytes)
         if len(_FUNCTIONS) >= _FUNCTIONS_KEPT:
             del _FUNCTIONS[next(iter(_FUNCTIONS))]
         _FUNCTIONS[fn_bytes] = fn
-    args, kwargs = pickle.loads(view[8 + size :])
+    args, kwargs = pickle.loads(arg_view)
     return fn, args, kwargs
 
 
 def unpack_arguments(data: bytes) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """The arguments of a pack_call payload, without its function (the kernel taking a
     task's arguments back from an executor that kept them)."""
-    view = memoryview(data)
-    (size,) = _U64.unpack_from(view, 0)
-    args, kwargs = pickle.loads(view[8 + size :])
+    args, kwargs = pickle.loads(_call_parts(data)[1])
     return args, kwargs
 
 
