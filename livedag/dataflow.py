@@ -36,7 +36,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from livedag import events as ev
-from livedag import loader, steering
+from livedag import forwarding, loader, steering
 from livedag.apps import (
     AUTO_LOGNAME,
     SPECIAL_KWARGS,
@@ -61,7 +61,7 @@ from livedag.errors import (
     exception_message,
     exception_name,
 )
-from livedag.executors.base import Executor, TaskCall
+from livedag.executors.base import Executor, InputsNotForwarded, TaskCall
 from livedag.futures import AppFuture, DataFuture, File, LightFuture, record_of
 from livedag.serialize import unpack_arguments
 from livedag.task import TaskRecord, TaskState, TryRecord, check_move
@@ -128,6 +128,7 @@ class DataFlowKernel:
         self.memoizer.start(self.run_dir)
 
         self.executors: dict[str, Executor] = {}
+        self._forwards = False  # an executor forwards results (see forwarding.py)
         internal = ThreadPoolExecutor(
             label=INTERNAL, max_threads=self.config.internal_tasks_max_threads
         )
@@ -156,6 +157,7 @@ class DataFlowKernel:
                     logger.exception("shutting down executor %r failed", started.label)
             raise ExecutorError(ex.label, f"failed to start: {type(exc).__name__}: {exc}") from exc
         self.executors[ex.label] = ex
+        self._forwards = self._forwards or ex.forwards_results
 
     def add_executors(self, executors: Iterable[Executor]) -> None:
         for ex in executors:
@@ -254,6 +256,8 @@ class DataFlowKernel:
                         parent.add_dependent(record)
                 d.add_done_callback(functools.partial(self._dep_done, record))
             self._dep_done(record, None)
+            if record.pending_deps and self._forwards:
+                forwarding.try_forward(self, record)
         else:
             self._soon(self._launch_if_ready, record)
         return fut
@@ -368,7 +372,10 @@ class DataFlowKernel:
                     return
         self._launch(record, args, kwargs)
 
-    def _launch(self, record: TaskRecord, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    def _launch(self, record: TaskRecord, args: tuple[Any, ...], kwargs: dict[str, Any],
+                inputs: dict[int, tuple[Future[Any], int]] | None = None) -> None:
+        """Start a try. `inputs`: futures in the arguments whose results the executor
+        will put there (forwarding.try_forward)."""
         executor = self.executors[record.executor]
         now = time.time()
         attempt = TryRecord(len(record.tries) + 1, record.executor, now)
@@ -386,7 +393,8 @@ class DataFlowKernel:
             if record.walltime is not None and record.kind == "python":
                 fn = functools.partial(run_with_walltime, record.walltime, record.func)
         call = TaskCall(record.id, attempt.number, record.app_name, fn, args, kwargs,
-                        record.resource_spec)
+                        record.resource_spec, inputs)
+        record.forwarded = {tid: f for tid, (f, _) in inputs.items()} if inputs else None
         self._move(record, _S.LAUNCHED)
         try:
             exec_fu = executor.submit(call)
@@ -400,6 +408,12 @@ class DataFlowKernel:
             record.lent = True
             record.args, record.kwargs = (), {}
         exec_fu.add_done_callback(functools.partial(self._exec_done, record, attempt.number))
+        if record.dependents and self._forwards:
+            # Tasks that wait for this one may now go ahead of its result (forwarding.py):
+            # those that came before it was launched, or were given back.
+            for waiting in record.dependents:
+                if waiting.state is _S.PENDING and not waiting.claimed:
+                    self._soon(forwarding.try_forward, self, waiting)
 
     def _exec_done(self, record: TaskRecord, try_number: int, exec_fu: Future[Any]) -> None:
         with self._lock:
@@ -413,7 +427,12 @@ class DataFlowKernel:
         if exc is not None:
             if record.lent:
                 self._take_back(record, exec_fu)
-            self._try_failed(record, exc)
+            if type(exc) is InputsNotForwarded and not record.lent:
+                forwarding.unforward(self, record)
+            else:
+                self._try_failed(record, exc)
+        elif record.forwarded and (failed := forwarding.failed_inputs(record)):
+            self._dep_fail(record, failed)
         elif record.kind == "join":
             self._start_join(record, exec_fu.result())
         else:
@@ -430,6 +449,7 @@ class DataFlowKernel:
         # A finished task keeps no payload and no links: only its result, in the future.
         record.args = ()
         record.lent = False
+        record.forwarded = None
         if record.kwargs:
             record.kwargs = {k: v for k, v in record.kwargs.items() if k in ("stdout", "stderr")}
         record.dependents = ()
@@ -455,7 +475,7 @@ class DataFlowKernel:
         if packed is None:
             return
         try:
-            record.args, record.kwargs = unpack_arguments(packed)
+            record.args, record.kwargs = unpack_arguments(packed, record.forwarded)
         except Exception:
             logger.exception("task %d: its arguments came back from its executor but cannot "
                              "be unpickled here", record.id)

@@ -97,6 +97,30 @@ class _CallPickler(cloudpickle.Pickler):  # type: ignore[misc]
         )
 
 
+class _InputsPickler(_CallPickler):
+    """A call whose inputs are results still to come (see pack_call's `inputs`)."""
+
+    def __init__(self, file: io.BytesIO, inputs: dict[int, int]) -> None:
+        super().__init__(file, protocol=PROTOCOL)
+        self._inputs = inputs
+
+    def persistent_id(self, obj: Any) -> Any:
+        tid = self._inputs.get(id(obj))
+        return None if tid is None else ("livedag-input", tid)
+
+
+class _InputsUnpickler(pickle.Unpickler):
+    def __init__(self, file: io.BytesIO, inputs: dict[int, Any]) -> None:
+        super().__init__(file)
+        self._inputs = inputs
+
+    def persistent_load(self, pid: Any) -> Any:
+        try:
+            return self._inputs[pid[1]]
+        except (KeyError, TypeError, IndexError):
+            raise pickle.UnpicklingError(f"no value for the task input {pid!r}") from None
+
+
 def _dumps_call(obj: Any) -> bytes:
     with io.BytesIO() as f:
         _CallPickler(f, protocol=PROTOCOL).dump(obj)
@@ -110,14 +134,24 @@ def pack_call(
     *,
     task_id: int | None = None,
     app_name: str = "",
+    inputs: dict[int, int] | None = None,
 ) -> bytes:
     """Serialize a call; if that fails, find and name the value that cannot travel.
 
     The bytes are the function's pickle (see `_function_bytes`: reused while nothing it
     captures has changed), then the arguments' pickle, behind a length prefix.
+    `inputs` maps id(future) -> task id for futures among the arguments whose results
+    are still to come: each is pickled as a reference to that task's result, which
+    `unpack_call(inputs=...)` puts in its place.
     """
     try:
         fn_bytes = _function_bytes(fn)
+        if inputs:
+            with io.BytesIO() as f:
+                f.write(_U64.pack(len(fn_bytes)))
+                f.write(fn_bytes)
+                _InputsPickler(f, inputs).dump((args, kwargs))
+                return f.getvalue()
         plain = _plain(args) and _plain(kwargs.values())
         if plain and _small(args) and _small(kwargs.values()):
             arg_bytes = pickle.dumps((args, kwargs), protocol=PROTOCOL)
@@ -140,7 +174,10 @@ def _call_parts(data: bytes) -> tuple[memoryview, memoryview]:
     return view[8 : 8 + size], view[8 + size :]
 
 
-def unpack_call(data: bytes) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
+def unpack_call(data: bytes, inputs: dict[int, Any] | None = None
+                ) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
+    """The call pack_call packed; `inputs` (task id -> value) fills in the results it
+    was packed without."""
     fn_view, arg_view = _call_parts(data)
     fn_bytes = bytes(fn_view)
     fn = _FUNCTIONS.get(fn_bytes)
@@ -149,14 +186,25 @@ def unpack_call(data: bytes) -> tuple[Callable[..., Any], tuple[Any, ...], dict[
         if len(_FUNCTIONS) >= _FUNCTIONS_KEPT:
             del _FUNCTIONS[next(iter(_FUNCTIONS))]
         _FUNCTIONS[fn_bytes] = fn
-    args, kwargs = pickle.loads(arg_view)
+    args, kwargs = _load_arguments(arg_view, inputs)
     return fn, args, kwargs
 
 
-def unpack_arguments(data: bytes) -> tuple[tuple[Any, ...], dict[str, Any]]:
+def unpack_arguments(data: bytes, inputs: dict[int, Any] | None = None
+                     ) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """The arguments of a pack_call payload, without its function (the kernel taking a
-    task's arguments back from an executor that kept them)."""
-    args, kwargs = pickle.loads(_call_parts(data)[1])
+    task's arguments back from an executor that kept them; `inputs` as for unpack_call,
+    here the futures themselves)."""
+    return _load_arguments(_call_parts(data)[1], inputs)
+
+
+def _load_arguments(view: memoryview, inputs: dict[int, Any] | None
+                    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    if inputs is None:
+        args, kwargs = pickle.loads(view)
+    else:
+        with io.BytesIO(view) as f:
+            args, kwargs = _InputsUnpickler(f, inputs).load()
     return args, kwargs
 
 

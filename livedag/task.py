@@ -71,10 +71,13 @@ FAILURE_STATES = frozenset({TaskState.FAILED, TaskState.DEP_FAIL, TaskState.CANC
 _S = TaskState
 LEGAL_MOVES: dict[TaskState, frozenset[TaskState]] = {
     _S.PENDING: frozenset({_S.LAUNCHED, _S.MEMO_DONE, _S.DEP_FAIL, _S.CANCELLED, _S.FAILED}),
+    # A try launched before its inputs were done (forwarding.py) ends as a dependency
+    # failure if one of them failed in the kernel after all.
     _S.LAUNCHED: frozenset(
-        {_S.RUNNING, _S.EXEC_DONE, _S.FAILED, _S.PENDING, _S.JOINING, _S.CANCELLED}
+        {_S.RUNNING, _S.EXEC_DONE, _S.FAILED, _S.PENDING, _S.JOINING, _S.CANCELLED,
+         _S.DEP_FAIL}
     ),
-    _S.RUNNING: frozenset({_S.EXEC_DONE, _S.FAILED, _S.PENDING, _S.JOINING}),
+    _S.RUNNING: frozenset({_S.EXEC_DONE, _S.FAILED, _S.PENDING, _S.JOINING, _S.DEP_FAIL}),
     _S.JOINING: frozenset({_S.EXEC_DONE, _S.FAILED}),
     _S.EXEC_DONE: frozenset(),
     _S.MEMO_DONE: frozenset(),
@@ -208,6 +211,9 @@ class TaskRecord:
     exec_fu: Future[Any] | None = None  # the executor's future of the current try
     claimed: bool = False  # the kernel has begun launching this try (cancel() is too late)
     lent: bool = False  # args/kwargs are with the executor (lost, if the try ended so)
+    # The current try's inputs still to come when it was launched, by task id (see
+    # forwarding.py): their futures stand in for them in arguments given back.
+    forwarded: dict[int, Any] | None = None
     # The arguments in short, as the TaskCreated event gave them (when someone listened):
     # a view opened later shows them for tasks that no longer hold their arguments.
     args_summary: str | None = None

@@ -34,6 +34,15 @@ class TaskCall:
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     resource_spec: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # Futures among args/kwargs whose results are still to come, by task id, with the
+    # try each waits for (an executor with forwards_results only): see Executor.
+    inputs: dict[int, tuple[Future[Any], int]] | None = None
+
+
+class InputsNotForwarded(Exception):
+    """The executor gave back a try launched with `inputs` before it ran (an input failed,
+    was lost or had already finished there): the kernel launches it again itself once its
+    inputs are done. Never reaches the user."""
 
 
 def _drop(event: Event) -> None:
@@ -53,6 +62,11 @@ class Executor(abc.ABC):
     # is withdrawn then carries them back as `returned` (packed bytes, or None if they
     # were lost with the executor). See DataFlowKernel._lend.
     returns_arguments: bool = False
+    # True: submit() takes a TaskCall whose `inputs` are futures of tries running on this
+    # executor, and runs it once they succeed, with their results, without the kernel in
+    # between (a chain's steps follow each other in the executor). A try it cannot run so
+    # ends with InputsNotForwarded, and its arguments back (returns_arguments).
+    forwards_results: bool = False
 
     def start(self, publish: Publish, run_dir: str) -> None:
         """Get ready to take tasks. `publish` delivers events to the kernel; an executor

@@ -172,6 +172,11 @@ class Graph:
             if e.host or e.pid is not None:
                 node.host, node.pid = attempt.host, attempt.pid = e.host, e.pid
                 node.block_id, node.job_id = e.block_id, e.job_id
+        elif st is TaskState.PENDING:
+            # Tries numbered above the event's never ran: a try launched ahead of its
+            # inputs and given back (forwarding.py). A retry's pending keeps its tries.
+            while node.tries and node.tries[-1].number > e.try_number:
+                node.tries.pop()
         elif st is TaskState.MEMO_DONE:
             node.tries.append(Try(e.try_number, launched=e.time, ended=e.time,
                                   outcome="cached"))

@@ -81,6 +81,17 @@ def test_failure_keeps_traceback_and_retry_timeline():
     assert g.failed_ids() == [0]
 
 
+def test_a_try_given_back_before_it_ran_leaves_no_try_behind():
+    # Launched ahead of its input (forwarded results), given back when the input failed,
+    # launched again after the input's retry: one try, not two.
+    g = Graph()
+    g.apply([created(0), created(1, [0]), state(0, S.LAUNCHED), state(1, S.LAUNCHED),
+             state(1, S.PENDING, 0)])
+    assert g.nodes[1].state == "pending" and g.nodes[1].tries == []
+    g.apply([state(1, S.LAUNCHED), state(1, S.RUNNING), state(1, S.EXEC_DONE)])
+    assert [(t.number, t.outcome) for t in g.nodes[1].tries] == [(1, "done")]
+
+
 def test_each_try_carries_its_cpu_time_and_peak_memory_into_the_detail():
     g = Graph()
     g.apply([created(0), state(0, S.LAUNCHED), state(0, S.RUNNING),

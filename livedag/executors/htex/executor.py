@@ -40,7 +40,7 @@ from typing import Any
 
 from livedag.errors import ExecutorError, SerializationError, SubmitError
 from livedag.events import TaskOutput, TaskResources, TaskStateChanged
-from livedag.executors.base import Executor, Publish, TaskCall
+from livedag.executors.base import Executor, InputsNotForwarded, Publish, TaskCall
 from livedag.executors.htex import losses, parameters, pipes, security
 from livedag.executors.htex.blocks import Blocks, pool_command
 from livedag.executors.htex.losses import SCHEDULER_SIGNALS
@@ -49,6 +49,7 @@ from livedag.executors.htex.pipes import COALESCE_WINDOW, OUTBOX_LIMIT
 from livedag.executors.htex.protocol import (
     Cancel,
     CancelReply,
+    Forward,
     FrameReader,
     ManagerGone,
     ManagerJoined,
@@ -56,6 +57,7 @@ from livedag.executors.htex.protocol import (
     Retire,
     Returned,
     Shutdown,
+    Unforwarded,
     WorkerDeath,
     decode,
     pack_frames,
@@ -109,9 +111,14 @@ class HighThroughputExecutor(Executor):
     - The kernel keeps no copy of a running task's arguments: the interchange holds the
       packed call until the result passes, and gives it back when a try fails, for
       retries and Resubmit (`returns_arguments`). Parsl keeps both.
+    - A task whose inputs are tasks running here is sent at once and parked in the
+      interchange, which runs it with their results as soon as they succeed
+      (`forwards_results`, see forwarding.py and parking.py): a chain's steps do not wait
+      for a trip to the kernel. Parsl launches each step from the kernel.
     """
 
     returns_arguments = True
+    forwards_results = True
 
     def __init__(
         self,
@@ -193,6 +200,10 @@ class HighThroughputExecutor(Executor):
         """What one start() .. shutdown() tracks."""
         self._lock = threading.Lock()
         self._futures: dict[tuple[int, int], tuple[Future[Any], str]] = {}
+        # Forwarded tries whose inputs have not all succeeded yet (how many are left),
+        # and the tries waiting for each input: parked tries are not work for blocks.
+        self._parked: dict[tuple[int, int], int] = {}
+        self._waiting: dict[tuple[int, int], list[tuple[int, int]]] = {}
         self._decoders: dict[tuple[int, int, str], Any] = {}
         self._managers: dict[str, _Manager] = {}
         self.blocks: Blocks | None = None
@@ -302,7 +313,8 @@ class HighThroughputExecutor(Executor):
         if blocks.broken():
             return  # no new block until one works: the watcher fails what waits
         start, retire = self._scaling.plan(
-            blocks.live(), len(self._futures), workers_seen=self._workers_seen,
+            blocks.live(), len(self._futures) - len(self._parked),
+            workers_seen=self._workers_seen,
             workers_per_node=self.workers_per_node, provider=self.provider,
             max_idletime=self.max_idletime)
         for block_id in retire:
@@ -352,22 +364,32 @@ class HighThroughputExecutor(Executor):
         if self._failure is not None or self._ix is None:
             fut.set_exception(self._failure or ExecutorError(self.label, "was not started"))
             return fut
+        inputs = call.inputs
         try:
+            ids = {id(f): tid for tid, (f, _) in inputs.items()} if inputs else None
             payload = pack_call(call.fn, call.args, call.kwargs, task_id=call.task_id,
-                                app_name=call.app_name)
+                                app_name=call.app_name, inputs=ids)
         except SerializationError as exc:
             fut.set_exception(exc)
             return fut
         key = fut.key = (call.task_id, call.try_number)
         fut.executor = self
+        item: pipes.Item = (key, payload)
+        if inputs:
+            waits = [(tid, tries) for tid, (_, tries) in inputs.items()]
+            item = pack_frames(Forward(key, waits, payload).encode())
         with self._lock:
             if self._failure is not None:  # failed since the check above
                 fut.set_exception(self._failure)
                 return fut
             self._futures[key] = (fut, call.app_name)
+            if inputs:
+                self._parked[key] = len(waits)
+                for w in waits:
+                    self._waiting.setdefault(w, []).append(key)
             # If the interchange is gone, the receiver fails this future with the rest.
             with contextlib.suppress(OSError):
-                self._outbox.send((key, payload))
+                self._outbox.send(item, at_once=bool(inputs))
         if self.blocks is not None and not self.blocks.live():
             self.blocks.nudge()  # every block was scaled in: start one now, not in 5 s
         return fut
@@ -452,6 +474,8 @@ class HighThroughputExecutor(Executor):
                 entry = self._futures.get(key)
                 if entry is not None:
                     entry[0].returned = bytes(payload)  # type: ignore[attr-defined]
+        elif isinstance(msg, Unforwarded):
+            self._on_unforwarded(msg)
         elif isinstance(msg, ManagerJoined):
             self._managers[msg.manager] = _Manager(msg.host, msg.pid, msg.block_id, msg.log_path)
             self._workers_seen = max(self._workers_seen, msg.workers)
@@ -460,21 +484,34 @@ class HighThroughputExecutor(Executor):
         elif isinstance(msg, ManagerGone):
             self._on_manager_gone(msg)
         elif isinstance(msg, CancelReply):
-            key = (msg.task_id, msg.try_number)
-            refusal = self._refusals.pop(key, None)
-            if msg.withdrawn:
-                entry = self._futures.pop(key, None)
-                if entry is None:
-                    pass
-                elif refusal is not None:
-                    entry[0].set_exception(losses.block_refused(refusal, *key, entry[1],
-                                                                self.label))
-                else:
-                    LightFuture.cancel(entry[0])  # Future's own: the interchange said yes
-            waiter = self._cancel_replies.pop(key, None)
-            if waiter is not None:
-                waiter[1].append(msg.withdrawn)
-                waiter[0].set()
+            self._on_cancel_reply(msg)
+
+    def _on_cancel_reply(self, msg: CancelReply) -> None:
+        key = (msg.task_id, msg.try_number)
+        refusal = self._refusals.pop(key, None)
+        if msg.withdrawn:
+            self._parked.pop(key, None)
+            entry = self._futures.pop(key, None)
+            if entry is None:
+                pass
+            elif refusal is not None:
+                entry[0].set_exception(losses.block_refused(refusal, *key, entry[1],
+                                                            self.label))
+            else:
+                LightFuture.cancel(entry[0])  # Future's own: the interchange said yes
+        waiter = self._cancel_replies.pop(key, None)
+        if waiter is not None:
+            waiter[1].append(msg.withdrawn)
+            waiter[0].set()
+
+    def _on_unforwarded(self, msg: Unforwarded) -> None:
+        for key in msg.ids:
+            self._parked.pop(key, None)
+            entry = self._futures.pop(key, None)
+            if entry is not None:
+                entry[0].set_exception(InputsNotForwarded(
+                    f"task {key[0]} try {key[1]}: given back by the interchange before "
+                    "it ran; the kernel launches it once its inputs are done"))
 
     def _on_report(self, msg: Report) -> None:
         publish, now = self.publish, time.time()
@@ -494,6 +531,7 @@ class HighThroughputExecutor(Executor):
             text = decoder.decode(data)
             if text:
                 publish(TaskOutput(now, tid, tries, stream, text))
+        self._inputs_done(msg)
         futures = self._futures
         for key, data, (cpu, peak, wall) in zip(msg.results, msg.result_data, msg.usage,
                                                  strict=True):
@@ -515,6 +553,24 @@ class HighThroughputExecutor(Executor):
                 fut.set_exception(value)
         for death in msg.deaths:
             self._on_death(death, block, job)
+
+    def _inputs_done(self, msg: Report) -> None:
+        """Forwarded tries whose inputs have now all succeeded leave `_parked`."""
+        if not self._waiting:
+            return
+        failed = set(msg.failed)
+        parked = self._parked
+        for key in msg.results:
+            waiting = self._waiting.pop(key, ())
+            if key in failed:
+                continue  # the interchange gives those tries back (Unforwarded)
+            for w in waiting:
+                left = parked.get(w)
+                if left is not None:
+                    if left > 1:
+                        parked[w] = left - 1
+                    else:
+                        del parked[w]
 
     def _on_death(self, death: WorkerDeath, block: str | None, job: str | None) -> None:
         key = (death.task_id, death.try_number)
@@ -562,6 +618,8 @@ class HighThroughputExecutor(Executor):
             pending = list(self._futures.values())
             self._futures.clear()
             self._refusals.clear()
+            self._parked.clear()
+            self._waiting.clear()
         for fut, _ in pending:
             if not fut.done():
                 fut.set_exception(error)

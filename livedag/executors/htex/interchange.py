@@ -1,8 +1,8 @@
 """The interchange: a broker process between the kernel and the worker pools.
 
-    kernel ──stdin pipe: config, TaskBatch, Cancel, Shutdown──> interchange
-    kernel <─stdout pipe: Ready, ManagerJoined, Report, Returned, ManagerGone, CancelReply──
-                                                                           interchange
+    kernel ──stdin pipe: config, TaskBatch, Forward, Cancel, Shutdown──> interchange
+    kernel <─stdout pipe: Ready, ManagerJoined, Report, Returned, Unforwarded, ManagerGone,
+                          CancelReply── interchange
     interchange ══ROUTER (tcp, bound on loopback for local blocks)══ pools (DEALER)
 
 The kernel talks to the interchange over the pipes it started it with, so nobody else
@@ -16,6 +16,10 @@ The interchange keeps each task's payload until its result passes through: the k
 let go of the task's arguments when it packed them. A try that fails (its result says
 so, its worker died, its pool was lost) or is withdrawn gets its payload sent back to
 the kernel (Returned, just before the news), which needs it to try again.
+
+A Forward is a task whose inputs are tries held here: it is parked at the pool that holds
+them all (a chain then runs inside that pool), or here, until they succeed (parking.py).
+A task parked at a pool takes no slot until its inputs are done.
 
 Flow control is by credit: a pool registers its capacity (workers + prefetch_capacity)
 and is never sent more tasks than it has free slots; the rest wait here, in order. A
@@ -46,10 +50,12 @@ from typing import Any
 
 import zmq
 
+from livedag.executors.htex.parking import Key, Parking, Recent
 from livedag.executors.htex.protocol import (
     PROTOCOL_VERSION,
     Cancel,
     CancelReply,
+    Forward,
     FrameReader,
     Goodbye,
     Heartbeat,
@@ -67,7 +73,9 @@ from livedag.executors.htex.protocol import (
     Shutdown,
     Stop,
     TaskBatch,
+    Unforwarded,
     decode,
+    original_payload,
     record_kind,
     unpack_parts,
     widen_pipe,
@@ -93,6 +101,12 @@ class Manager:
     log_path: str
     last_heard: float
     in_flight: dict[tuple[int, int], bytes] = dataclasses.field(default_factory=dict)
+    # Tasks parked at this pool (they wait for results of tasks in it; see parking.py):
+    # not in_flight, so they take no slot until their inputs are done.
+    parked: Parking = dataclasses.field(default_factory=lambda: Parking(keep_inputs=False))
+    # Tries whose results came from this pool lately (once a Forward has been seen): a
+    # Forward that waits for one goes to this pool, which still has the result.
+    recent: Recent = dataclasses.field(default_factory=Recent)
     lookahead: int = 0
     retiring: bool = False
 
@@ -105,6 +119,9 @@ class Interchange:
         self.kernel_reader = FrameReader()
         self.kernel_out = SendBuffer()
         self.pending: collections.deque[tuple[int, int, bytes]] = collections.deque()
+        self.queued: set[Key] = set()  # the keys in `pending`
+        self.parking = Parking()
+        self.forwarding = False  # a Forward has come: pools' recent results are noted
         self.managers: dict[bytes, Manager] = {}
         self.rogue_logged: collections.Counter[bytes] = collections.Counter()
         self.lost_after = min(config.heartbeat_threshold, 2 * config.heartbeat_period)
@@ -198,6 +215,9 @@ class Interchange:
             if isinstance(msg, TaskBatch):
                 for (tid, tries), payload in zip(msg.ids, msg.payloads, strict=True):
                     self.pending.append((tid, tries, payload))
+                self.queued.update(msg.ids)
+            elif isinstance(msg, Forward):
+                self._forward(msg)
             elif isinstance(msg, Cancel):
                 self._cancel(msg.task_id, msg.try_number)
             elif isinstance(msg, Retire):
@@ -208,13 +228,67 @@ class Interchange:
                 self.stop_reason = f"shutdown requested by the kernel: {msg.reason}"
 
     def _cancel(self, tid: int, tries: int) -> None:
+        key = (tid, tries)
+        for m in self.managers.values():
+            if key in m.parked:  # that pool answers (_pool_withdrew)
+                self._send(m.identity, Cancel(tid, tries).encode())
+                return
+        withdrawn = self.parking.withdraw(key)
+        if withdrawn:
+            self.to_kernel(Returned([key], [withdrawn[0][1]]))
+            self.to_kernel(CancelReply(tid, tries, withdrawn=True))
+            self._unforward(withdrawn[1:])
+            return
         for i, entry in enumerate(self.pending):
             if entry[0] == tid and entry[1] == tries:
                 del self.pending[i]
-                self.to_kernel(Returned([(tid, tries)], [entry[2]]))
+                self.queued.discard(key)
+                self.to_kernel(Returned([key], [original_payload(entry[2])]))
                 self.to_kernel(CancelReply(tid, tries, withdrawn=True))
+                self._unforward(self.parking.failed(key))
                 return
         self.to_kernel(CancelReply(tid, tries, withdrawn=False))
+
+    def _forward(self, msg: Forward) -> None:
+        """Park a task until the tries it waits for succeed (see parking.py): at the pool
+        that holds them all, else here. Give it back at once if one of them is not
+        here: its result has passed already."""
+        self.forwarding = True
+        key, waits = msg.key, msg.waits
+        if self.pending:
+            self._dispatch()  # inputs that came just before go to a pool first, if they can
+        holders = [self._holder(w) for w in waits]
+        pools = {h for h in holders if isinstance(h, Manager)}
+        if False in holders or ((len(pools) > 1 or None in holders) and any(
+                w in m.recent for m in pools for w in waits)):
+            # Not here, or a result that passed already while others are elsewhere.
+            self._unforward([(key, msg.payload)])
+        elif len(pools) == 1 and None not in holders:
+            manager = pools.pop()
+            if not self._send(manager.identity, msg.encode()):
+                self._unforward([(key, msg.payload)])
+                return
+            live = [w for w in waits if w not in manager.recent]
+            if live:
+                manager.parked.park(key, live, msg.payload)
+            else:
+                manager.in_flight[key] = msg.payload  # it runs there at once
+        else:
+            self.parking.park(key, waits, msg.payload)
+
+    def _holder(self, key: Key) -> Manager | bool | None:
+        """The pool that holds this try (runs it, has it queued or parked, or has just
+        sent its result), None if the interchange does, False if nobody does."""
+        for m in self.managers.values():
+            if key in m.in_flight or key in m.parked or key in m.recent:
+                return m
+        return None if key in self.queued or key in self.parking else False
+
+    def _unforward(self, entries: list[tuple[Key, bytes]]) -> None:
+        if entries:
+            keys = [k for k, _ in entries]
+            self.to_kernel(Returned(keys, [p for _, p in entries]))
+            self.to_kernel(Unforwarded(keys))
 
     # --- pool side ----------------------------------------------------------------
 
@@ -283,29 +357,92 @@ class Interchange:
         if msg.failed or msg.deaths:
             self._give_back(in_flight, [*msg.failed,
                                         *((d.task_id, d.try_number) for d in msg.deaths)])
+        if msg.unforwarded:
+            self._unforwarded_by(manager, msg.unforwarded)
         for key in msg.results:
             in_flight.pop(key, None)
+        if self.forwarding:
+            failed = set(msg.failed)
+            for key in msg.results:
+                if key not in failed:
+                    manager.recent.add(key, None)
+        if manager.parked.waiters:
+            # Parked there, and now running there: they take a slot.
+            for key in msg.results:
+                for ready, payload in manager.parked.succeeded(key, b""):
+                    in_flight[ready] = payload
+        if self.parking.waiters:
+            self._inputs_done(msg)
         self.kernel_out.add_record(frames)  # big frames: written from zmq's buffers
         if manager.retiring and not manager.in_flight:
             self._retire_idle()
 
+    def _unforwarded_by(self, manager: Manager, keys: list[Key]) -> None:
+        """A pool will not run these parked tasks: back to the kernel, with what is
+        parked on them here."""
+        for key in keys:
+            payload = manager.parked.pop(key)
+            if payload is None:  # its inputs had passed through here: it had a slot
+                payload = manager.in_flight.pop(key, None)
+            if payload is not None:
+                self._unforward([(key, original_payload(payload))])
+                self._unforward(self.parking.failed(key))
+
+    def _pool_gone(self, manager: Manager) -> list[Key]:
+        """A pool left or was lost: its tries go back to the kernel; those parked there
+        never ran, and are given back as unforwarded. The keys of its tries."""
+        keys = sorted(manager.in_flight)
+        parked = manager.parked.parked
+        self._unforward([(k, p.payload) for k, p in parked.items()])
+        for key in list(parked):
+            self._unforward(self.parking.failed(key))
+        self._give_back(manager.in_flight, keys)
+        return keys
+
+    def _inputs_done(self, msg: Report) -> None:
+        """Results that parked tasks wait for: those now complete go first in line. (The
+        failed results' waiters were given back already.)"""
+        waiters = self.parking.waiters
+        for key, data in zip(msg.results, msg.result_data, strict=True):
+            if key in waiters:
+                for ready, payload in self.parking.succeeded(key, data):
+                    self.pending.appendleft((*ready, payload))
+                    self.queued.add(ready)
+
     def _give_back(self, in_flight: dict[tuple[int, int], bytes],
                    keys: list[tuple[int, int]]) -> None:
-        """Send these tries' payloads back to the kernel (see the module's docstring)."""
+        """Send these tries' payloads back to the kernel (see the module's docstring), and
+        the tasks parked on them."""
         found = [k for k in keys if k in in_flight]
         if found:
-            self.to_kernel(Returned(found, [in_flight.pop(k) for k in found]))
+            self.to_kernel(Returned(found, [original_payload(in_flight.pop(k))
+                                            for k in found]))
+        if self.parking.waiters:
+            for key in keys:
+                self._unforward(self.parking.failed(key))
 
     def _on_manager_message(self, manager: Manager, msg: Message) -> None:
         if isinstance(msg, Goodbye):
             del self.managers[manager.identity]
             logger.warning("pool %s (block %s) left with %d tasks: %s", manager.name,
                            manager.block_id, len(manager.in_flight), msg.reason)
-            keys = sorted(manager.in_flight)
-            self._give_back(manager.in_flight, keys)
+            keys = self._pool_gone(manager)
             self.to_kernel(ManagerGone(manager.name, msg.reason, 0.0, keys, lost=False))
+        elif isinstance(msg, CancelReply):
+            self._pool_withdrew(manager, msg)
         elif not isinstance(msg, Heartbeat):
             self._rogue(manager.identity, f"unexpected {type(msg).__name__} from a pool")
+
+    def _pool_withdrew(self, manager: Manager, msg: CancelReply) -> None:
+        """A pool's answer to a Cancel of a task parked there."""
+        key = (msg.task_id, msg.try_number)
+        payload = manager.parked.pop(key) if msg.withdrawn else None
+        if payload is not None:
+            self.to_kernel(Returned([key], [payload]))
+            self.to_kernel(CancelReply(*key, withdrawn=True))
+            self._unforward(self.parking.failed(key))
+        else:
+            self.to_kernel(CancelReply(*key, withdrawn=False))
 
     def _rogue(self, identity: bytes, what: str) -> None:
         self.rogue_logged[identity] += 1
@@ -357,6 +494,7 @@ class Interchange:
             if not self._send(manager.identity, TaskBatch(ids, payloads).encode()):
                 pending.extendleft(reversed(batch))
                 return
+            self.queued.difference_update(ids)
             manager.in_flight.update(zip(ids, payloads, strict=True))
             free -= n
 
@@ -376,8 +514,7 @@ class Interchange:
             del self.managers[identity]
             logger.error("pool %s (block %s) lost: silent for %.1f s with %d tasks; see %s",
                          m.name, m.block_id, silent, len(m.in_flight), m.log_path)
-            keys = sorted(m.in_flight)
-            self._give_back(m.in_flight, keys)
+            keys = self._pool_gone(m)
             self.to_kernel(ManagerGone(m.name, f"no heartbeat for {silent:.1f} s", silent, keys))
             self._send(identity, Stop("declared lost after missing heartbeats").encode())
 

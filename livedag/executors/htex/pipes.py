@@ -99,7 +99,7 @@ class Outbox:
         self._writer_exit = False
         self.last_send = 0.0  # perf_counter() of the latest send (the receiver reads it)
 
-    def send(self, item: Item) -> None:
+    def send(self, item: Item, at_once: bool = False) -> None:
         """Send a record, or a task as (key, payload), to the interchange, in order.
         The caller holds the executor's lock.
 
@@ -107,11 +107,13 @@ class Outbox:
         written at once: one call from a cell, or the next step of a chain, waits for
         nothing. Calls that come in a burst queue for the writer thread, which sends all
         that have queued as one TaskBatch: one write, and one wake-up of the interchange,
-        per batch instead of per task."""
+        per batch instead of per task. `at_once`: written now unless the writer is busy
+        (a Forward, whose inputs may finish while it waits for the writer thread: a
+        submitting thread holds the GIL for up to 5 ms at a time)."""
         now = time.perf_counter()
         quiet = now - self.last_send >= COALESCE_WINDOW
         self.last_send = now
-        if quiet and not self._writer_busy:
+        if (quiet or at_once) and not self._writer_busy:
             self.write(records([item]))
             return
         self._items.append(item)

@@ -49,8 +49,12 @@ from zmq.utils.monitor import recv_monitor_message
 
 from livedag.executors.htex import placement
 from livedag.executors.htex.forensics import describe_exit, signal_name, tail_lines
+from livedag.executors.htex.parking import Key, Parking, Recent
 from livedag.executors.htex.protocol import (
     PROTOCOL_VERSION,
+    Cancel,
+    CancelReply,
+    Forward,
     FrameReader,
     Goodbye,
     Heartbeat,
@@ -62,6 +66,7 @@ from livedag.executors.htex.protocol import (
     TaskBatch,
     WorkerDeath,
     decode,
+    forwarded_payload,
     unpack_parts,
     widen_pipe,
     zmq_parts,
@@ -158,6 +163,8 @@ class Pool:
         self.by_fd: dict[int, tuple[WorkerHandle, str]] = {}
         self.idle: collections.deque[WorkerHandle] = collections.deque()
         self.queue: collections.deque[tuple[int, int, bytes]] = collections.deque()
+        self.parking = Parking()  # tasks that wait for results of tasks here (Forward)
+        self.recent: Recent | None = None  # results lately sent, once a Forward came
         self.respawn_at: dict[int, float] = {}
         self.quick_deaths = 0
         self.ever_ready = False
@@ -221,6 +228,10 @@ class Pool:
             if isinstance(msg, TaskBatch):
                 for (tid, tries), payload in zip(msg.ids, msg.payloads, strict=True):
                     self.queue.append((tid, tries, payload))
+            elif isinstance(msg, Forward):
+                self._forward(msg)
+            elif isinstance(msg, Cancel):
+                self._withdraw((msg.task_id, msg.try_number))
             elif isinstance(msg, Stop):
                 self.stop_reason = f"the interchange said stop: {msg.reason}"
             if not self.sock.poll(0, zmq.POLLIN):
@@ -327,8 +338,13 @@ class Pool:
                 self.report.results.append(w.task)
                 self.report.result_data.append(frames[3])
                 self.report.usage.append(_usage(frames[4] if len(frames) > 4 else b"", w))
-                if len(frames) > 5 and frames[5] == b"F":
+                failed = len(frames) > 5 and frames[5] == b"F"
+                if failed:
                     self.report.failed.append(w.task)
+                if self.recent is not None and not failed:
+                    self.recent.add(w.task, frames[3])
+                if w.task in self.parking.waiters:
+                    self._inputs_done(w.task, None if failed else frames[3])
                 self._end_task(w)
                 self.idle.append(w)
             elif kind == b"H":
@@ -337,6 +353,41 @@ class Pool:
                 self.idle.append(w)
             elif kind == b"E":
                 w.note = frames[1].decode(errors="replace")
+
+    def _forward(self, msg: Forward) -> None:
+        """Park a task until its inputs here succeed; with inputs that finished just
+        before it came, use their results (`recent`)."""
+        recent = self.recent = self.recent or Recent()
+        inputs = [(w[0], r) for w in msg.waits if (r := recent.get(w)) is not None]
+        live = [w for w in msg.waits if w not in recent]
+        if len(inputs) + len(live) < len(msg.waits) or not all(self._holds(w) for w in live):
+            self.report.unforwarded.append(msg.key)  # an input's result is gone
+        elif live:
+            self.parking.park(msg.key, live, msg.payload, inputs)
+        else:
+            self.queue.appendleft((*msg.key, forwarded_payload(msg.payload, inputs)))
+
+    def _withdraw(self, key: Key) -> None:
+        """The interchange asks for a parked task back (a Cancel): the tasks parked on it
+        go back too (in the report, sent first), then the answer."""
+        withdrawn = self.parking.withdraw(key)
+        self.report.unforwarded += [k for k, _ in withdrawn[1:]]
+        if self.report:
+            self._flush_report()
+        self._send(CancelReply(*key, withdrawn=bool(withdrawn)).encode())
+
+    def _holds(self, key: Key) -> bool:
+        return (key in self.parking or any(w.task == key for w in self.workers.values())
+                or any(t[0] == key[0] and t[1] == key[1] for t in self.queue))
+
+    def _inputs_done(self, key: Key, outcome: bytes | None) -> None:
+        """Tasks parked on `key`: first in line if it succeeded and they have all their
+        inputs; given back if it failed (`outcome` None) or died."""
+        if outcome is None:
+            self.report.unforwarded += [k for k, _ in self.parking.failed(key)]
+            return
+        for (tid, tries), payload in self.parking.succeeded(key, outcome):
+            self.queue.appendleft((tid, tries, payload))
 
     def _end_task(self, w: WorkerHandle) -> None:
         assert w.task is not None
@@ -431,6 +482,8 @@ class Pool:
         logger.warning("worker %d pid %d died (%s)%s; last stderr:\n%s", w.rank, w.pid, cause,
                        f" running task {w.task[0]}" if w.task else "", evidence)
         if w.task is not None:
+            if w.task in self.parking.waiters:
+                self._inputs_done(w.task, None)
             self.report.deaths.append(WorkerDeath(
                 task_id=w.task[0], try_number=w.task[1], host=self.host, pid=w.pid,
                 exitcode=code if code is not None and code >= 0 else None,
@@ -484,8 +537,11 @@ class Pool:
             # Busy, or only news of starts and output: let more join this report. A short
             # task's start then travels with its result, in one message instead of two.
             return
-        report.lookahead = self.lookahead
-        self._send(report.encode())
+        self._flush_report()
+
+    def _flush_report(self) -> None:
+        self.report.lookahead = self.lookahead
+        self._send(self.report.encode())
         self.report = Report(manager=self.name)
         self.report_since = 0.0
 

@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 
 # Bumped whenever a message changes shape; a pool of another version is refused at
 # registration instead of failing later on a KeyError.
-PROTOCOL_VERSION = 6
+PROTOCOL_VERSION = 7
 
 # Bytes asked of a pipe per read(). Not more: os.read allocates the full size first, and
 # a 1 MiB allocation per read costs ten times the read itself.
@@ -455,6 +455,63 @@ def _unpack_ints(data: bytes, width: int) -> list[Any]:
 
 
 @dataclasses.dataclass(slots=True)
+class Forward(Message):
+    """Kernel -> interchange: a task whose inputs include the results of tries the
+    interchange holds (queued, parked or at a pool): `waits`. It is parked until each of
+    them succeeds, then queued with their results (see `forwarded_payload`), so a chain
+    of tasks runs without a trip to the kernel between steps. If one of them fails, is
+    lost or withdrawn, or is not here (its result has passed already), the task is given
+    back (Returned, then Unforwarded) and the kernel launches it the ordinary way."""
+
+    kind: ClassVar[bytes] = b"forward"
+    key: tuple[int, int]
+    waits: list[tuple[int, int]]
+    payload: bytes
+
+    def encode(self) -> list[bytes]:
+        return [self.kind, _pack_ints([self.key, *self.waits]), self.payload]
+
+    @classmethod
+    def from_frames(cls, frames: list[bytes]) -> Forward:
+        if len(frames) != 3:
+            raise ProtocolError(f"forward takes 3 frames, got {len(frames)}")
+        keys = _unpack_ints(frames[1], 2)
+        if len(keys) < 2:
+            raise ProtocolError("forward: a task and at least one try it waits for")
+        return cls(keys[0], keys[1:], frames[2])
+
+
+# A forwarded payload starts where a pack_call payload has the size of its function's
+# pickle, with a size no pickle has; then a record of the original payload and, for each
+# input, its task id and its result (pack_result bytes, as the worker sent them).
+FORWARDED = b"\xff" * 8
+
+
+def forwarded_payload(original: bytes, inputs: list[tuple[int, bytes]]) -> bytes:
+    frames = [original]
+    for tid, outcome in inputs:
+        frames += [str(tid).encode(), outcome]
+    return FORWARDED + pack_frames(frames)
+
+
+def split_forwarded(payload: bytes) -> tuple[bytes, dict[int, bytes]] | None:
+    """(original payload, {input task id: its result bytes}) of a forwarded payload;
+    None for any other payload."""
+    if payload[:8] != FORWARDED:
+        return None
+    frames = unpack_record(memoryview(payload)[8:])
+    if not frames or len(frames) % 2 != 1:
+        raise ProtocolError("a forwarded payload without its inputs")
+    return frames[0], {int(frames[i]): frames[i + 1] for i in range(1, len(frames), 2)}
+
+
+def original_payload(payload: bytes) -> bytes:
+    """The payload the kernel packed (what goes back to it), forwarded or not."""
+    split = split_forwarded(payload)
+    return payload if split is None else split[0]
+
+
+@dataclasses.dataclass(slots=True)
 class Cancel(Message):
     kind: ClassVar[bytes] = b"cancel"
     task_id: int
@@ -510,6 +567,26 @@ class ManagerGone(Message):
     last_heard: float  # seconds since its last message
     tasks: list[tuple[int, int]]
     lost: bool = True
+
+
+@dataclasses.dataclass(slots=True)
+class Unforwarded(Message):
+    """Interchange -> kernel: these Forward tasks were given back before they ran (their
+    payloads came just before, in a Returned): an input of theirs failed, was lost or
+    withdrawn, or had passed already. The kernel launches them itself once the inputs
+    are done."""
+
+    kind: ClassVar[bytes] = b"unforwarded"
+    ids: list[tuple[int, int]]
+
+    def encode(self) -> list[bytes]:
+        return [self.kind, _pack_ints(self.ids)]
+
+    @classmethod
+    def from_frames(cls, frames: list[bytes]) -> Unforwarded:
+        if len(frames) != 2:
+            raise ProtocolError(f"unforwarded takes 2 frames, got {len(frames)}")
+        return cls(_unpack_ints(frames[1], 2))
 
 
 @dataclasses.dataclass(slots=True)
@@ -583,7 +660,9 @@ class Report(Message):
     raw bytes each; `results`: (task, try) with one frame each (pack_result/pack_failure
     bytes, opaque here) and `usage`: (cpu seconds, peak RSS bytes, wall seconds) of each
     result, 0 where unknown; `failed`: the results that are failures (the interchange
-    gives those tries' payloads back); `deaths`: workers that died while running a task.
+    gives those tries' payloads back); `deaths`: workers that died while running a task;
+    `unforwarded`: tasks parked here (Forward) that will not run here, because an input
+    failed or died, or was not here (the interchange gives them back to the kernel).
     Outputs of a task always come before its result, in this report or an earlier one.
     """
 
@@ -596,17 +675,19 @@ class Report(Message):
     usage: list[tuple[float, float, float]] = dataclasses.field(default_factory=list)
     failed: list[tuple[int, int]] = dataclasses.field(default_factory=list)
     deaths: list[WorkerDeath] = dataclasses.field(default_factory=list)
+    unforwarded: list[tuple[int, int]] = dataclasses.field(default_factory=list)
     manager: str = ""  # filled in by the interchange when it forwards to the kernel
     lookahead: int = 0  # extra tasks the pool would like queued beyond its capacity
 
     def __bool__(self) -> bool:
-        return bool(self.started or self.outputs or self.results or self.deaths)
+        return bool(self.started or self.outputs or self.results or self.deaths
+                    or self.unforwarded)
 
     def encode(self) -> list[bytes]:
         # JSON only for what is rare (output, failures, deaths); starts and results are
         # int arrays.
         header = [self.manager, self.lookahead, self.outputs,
-                  [dataclasses.astuple(d) for d in self.deaths], self.failed]
+                  [dataclasses.astuple(d) for d in self.deaths], self.failed, self.unforwarded]
         usage = array.array("d")
         for row in self.usage:
             usage.extend(row)
@@ -620,7 +701,7 @@ class Report(Message):
             raise ProtocolError("report: too few frames")
         header = _json(bytes(frames[1]))
         try:
-            manager, lookahead, outputs, deaths, failed = header
+            manager, lookahead, outputs, deaths, failed, unforwarded = header
             results = _unpack_ints(frames[3], 2)
             usage = array.array("d")
             usage.frombytes(frames[4])
@@ -635,6 +716,7 @@ class Report(Message):
                 result_data=frames[5 + n_out :],
                 usage=list(zip(usage[0::3], usage[1::3], usage[2::3], strict=True)),
                 failed=[(int(t), int(n)) for t, n in failed],
+                unforwarded=[(int(t), int(n)) for t, n in unforwarded],
                 deaths=[WorkerDeath(*d) for d in deaths],
                 manager=str(manager),
                 lookahead=int(lookahead),

@@ -33,10 +33,17 @@ import socket
 import sys
 import threading
 import time
+from typing import Any
 
 from livedag.errors import DeserializationError, WorkerImportError
-from livedag.executors.htex.protocol import FrameReader, SendBuffer, record_parts, write_all
-from livedag.serialize import pack_failure, pack_outcome, unpack_call
+from livedag.executors.htex.protocol import (
+    FrameReader,
+    SendBuffer,
+    record_parts,
+    split_forwarded,
+    write_all,
+)
+from livedag.serialize import pack_failure, pack_outcome, unpack_call, unpack_outcome
 
 logger = logging.getLogger("livedag.worker")
 
@@ -68,7 +75,7 @@ def run_call(payload: bytes, task_id: int, meter: Meter | None = None) -> tuple[
     `meter` measures the call itself (not the unpickling: a first task would be charged
     for the imports its function needs)."""
     try:
-        fn, args, kwargs = unpack_call(payload)
+        fn, args, kwargs = _unpack(payload, task_id)
     except ModuleNotFoundError as exc:
         err: Exception = WorkerImportError(
             f"task {task_id}: the worker on {socket.gethostname()} cannot import "
@@ -84,6 +91,8 @@ def run_call(payload: bytes, task_id: int, meter: Meter | None = None) -> tuple[
         )
         err.__cause__ = exc
         return False, pack_failure(err)
+    except DeserializationError as exc:  # an input's result (see _unpack)
+        return False, pack_failure(exc)
     except Exception as exc:
         err = DeserializationError(
             f"task {task_id}: the worker could not unpickle the task's call: "
@@ -101,6 +110,24 @@ def run_call(payload: bytes, task_id: int, meter: Meter | None = None) -> tuple[
             exc.__traceback__ = exc.__traceback__.tb_next
         return False, pack_failure(exc)
     return pack_outcome(value, task_id=task_id)
+
+
+def _unpack(payload: bytes, task_id: int) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
+    """The call in a payload; a forwarded one (protocol.Forward) brings the results of
+    its inputs, which take their places in the arguments."""
+    forwarded = split_forwarded(payload)
+    if forwarded is None:
+        return unpack_call(payload)
+    original, outcomes = forwarded
+    inputs = {}
+    for tid, outcome in outcomes.items():
+        try:
+            inputs[tid] = unpack_outcome(outcome)[1]
+        except DeserializationError as exc:
+            raise DeserializationError(
+                f"task {task_id}: the result of task {tid}, one of its inputs, could not be "
+                f"unpickled in the worker: {exc.__cause__!r}") from exc.__cause__
+    return unpack_call(original, inputs)
 
 
 def _watch_parent(pool_pid: int) -> None:
