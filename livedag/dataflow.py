@@ -187,6 +187,9 @@ class DataFlowKernel:
                 if record.state is not _S.LAUNCHED or record.try_number != event.try_number:  # type: ignore[attr-defined]
                     return
                 record.state = _S.RUNNING
+                ahead, record.ahead = record.ahead, False
+            if ahead:
+                self._show_launch(record)
             t = record.tries[-1]
             t.started, t.host, t.pid = event.time, event.host, event.pid  # type: ignore[attr-defined]
             t.block_id, t.job_id = event.block_id, event.job_id  # type: ignore[attr-defined]
@@ -330,6 +333,7 @@ class DataFlowKernel:
     def _move(self, record: TaskRecord, new: TaskState) -> None:
         check_move(record.id, record.state, new)
         record.state = new
+        record.ahead = False  # (a try launched ahead ends shown, whatever its end)
         if self.bus.active:
             self.bus.emit(ev.TaskStateChanged, time.time(), record.id, new, record.try_number)
 
@@ -337,8 +341,19 @@ class DataFlowKernel:
         with self._lock:
             record.pending_deps -= 1
             ready = record.pending_deps == 0 and record.state is _S.PENDING
+            shown = record.pending_deps == 0 and record.ahead
+            record.ahead = record.ahead and not shown
         if ready:
             self._soon(self._launch_if_ready, record)
+        elif shown:
+            self._show_launch(record)
+
+    def _show_launch(self, record: TaskRecord) -> None:
+        """A try launched ahead of its inputs is shown launched once they are done (or it
+        starts): until then it waits for them, as a pending task does."""
+        if self.bus.active:
+            self.bus.emit(ev.TaskStateChanged, time.time(), record.id, _S.LAUNCHED,
+                          record.try_number)
 
     def _launch_if_ready(self, record: TaskRecord) -> None:
         with self._lock:
@@ -395,7 +410,11 @@ class DataFlowKernel:
         call = TaskCall(record.id, attempt.number, record.app_name, fn, args, kwargs,
                         record.resource_spec, inputs)
         record.forwarded = {tid: f for tid, (f, _) in inputs.items()} if inputs else None
-        self._move(record, _S.LAUNCHED)
+        if inputs:
+            check_move(record.id, record.state, _S.LAUNCHED)
+            record.state, record.ahead = _S.LAUNCHED, True  # shown later: _show_launch
+        else:
+            self._move(record, _S.LAUNCHED)
         try:
             exec_fu = executor.submit(call)
         except Exception as exc:  # e.g. an argument that cannot be serialized

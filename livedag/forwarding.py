@@ -22,7 +22,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from livedag.futures import AppFuture
-from livedag.task import TaskRecord, TaskState
+from livedag.task import TaskRecord, TaskState, check_move
 
 if TYPE_CHECKING:
     from livedag.dataflow import DataFlowKernel
@@ -76,7 +76,11 @@ def unforward(dfk: DataFlowKernel, record: TaskRecord) -> None:
     record.tries.pop()
     record.forwarded = None
     with dfk._lock:
-        dfk._move(record, _S.PENDING)
+        if record.ahead:  # never shown launched: nothing to take back either
+            check_move(record.id, record.state, _S.PENDING)
+            record.state, record.ahead = _S.PENDING, False
+        else:
+            dfk._move(record, _S.PENDING)
         record.claimed = False
         ready = record.pending_deps == 0
     if ready:

@@ -159,7 +159,8 @@ class AppFuture(LightFuture):
         return self.task_record.id
 
     def task_status(self) -> str:
-        return self.task_record.state.value
+        record = self.task_record
+        return "pending" if record.ahead else record.state.value
 
     @property
     def outputs(self) -> list[DataFuture]:
