@@ -109,3 +109,35 @@ def executors(tmp_path: Any) -> Iterator[Maker]:
         for pid in left:
             psutil.Process(pid).kill()
         assert not left, f"processes outlived the executor: {left}"
+
+
+def loaded_kernels(tmp_path: Any) -> Iterator[Callable[..., Any]]:
+    """Body of a `load` fixture: make(workers=1, **config) loads a kernel whose only
+    executor is a ZMQ executor ("htex", one local block, a pool lost after 2 s of
+    silence); cleaned up afterwards."""
+    import livedag
+
+    def make(**config: Any) -> livedag.DataFlowKernel:
+        executor = HighThroughputExecutor(
+            label="htex", max_workers_per_node=config.pop("workers", 1), heartbeat_period=1,
+            heartbeat_threshold=3, provider=LocalProvider(),
+        )
+        return livedag.load(livedag.Config(executors=[executor],
+                                           run_dir=str(tmp_path / "runinfo"), **config))
+
+    yield make
+    livedag.dfk().cleanup()
+    livedag.clear()
+
+
+def wait_until(pred: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
+def pool_processes() -> list[psutil.Process]:
+    """The worker pools this test process started (through its kernel's executor)."""
+    return [p for p in psutil.Process().children(recursive=True)
+            if "livedag.executors.htex.pool" in " ".join(p.cmdline())]

@@ -17,14 +17,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import cloudpickle
-import psutil
 import pytest
+from htex_fixtures import loaded_kernels, pool_processes, wait_until
 
 import livedag
 from livedag import python_app
 from livedag.errors import ExecutorError
-from livedag.executors.htex import HighThroughputExecutor
-from livedag.providers import LocalProvider
 
 # A worker cannot import this file: its apps and Blob travel by value, as a notebook's do.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -55,7 +53,6 @@ def size_after(blob: Blob, path: str) -> int:
 def size_when(blob: Blob, path: str) -> int:
     """The blob's size, once `path` exists (waits for it)."""
     import os
-    import time
 
     while not os.path.exists(path):
         time.sleep(0.05)
@@ -75,24 +72,7 @@ def size_dying_once(blob: Blob, marker: str) -> int:
 
 @pytest.fixture
 def load(tmp_path: Any) -> Iterator[Any]:
-    def make(**config: Any) -> livedag.DataFlowKernel:
-        executor = HighThroughputExecutor(
-            label="htex", max_workers_per_node=config.pop("workers", 1), heartbeat_period=1,
-            heartbeat_threshold=3, provider=LocalProvider(),
-        )
-        return livedag.load(livedag.Config(executors=[executor],
-                                           run_dir=str(tmp_path / "runinfo"), **config))
-
-    yield make
-    livedag.dfk().cleanup()
-    livedag.clear()
-
-
-def _wait(pred: Any, what: str) -> None:
-    deadline = time.monotonic() + T
-    while not pred():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.02)
+    yield from loaded_kernels(tmp_path)
 
 
 def test_a_launched_task_holds_no_copy_of_its_arguments_in_the_kernel(
@@ -132,13 +112,12 @@ def test_a_task_of_a_lost_pool_is_retried_on_a_new_block_with_its_arguments(
     dfk = load(retries=1)
     release = str(tmp_path / "release")
     fut = size_when(Blob(b"z" * SIZE), release)
-    _wait(lambda: fut.task_status() == "running", "the task never started")
-    pools = [p for p in psutil.Process().children(recursive=True)
-             if "livedag.executors.htex.pool" in " ".join(p.cmdline())]
+    wait_until(lambda: fut.task_status() == "running", "the task never started")
+    pools = pool_processes()
     assert len(pools) == 1
     pools[0].send_signal(signal.SIGSTOP)  # silent from now on: lost after 2 s
     try:
-        _wait(lambda: len(fut.tries) == 2, "the task was not retried")
+        wait_until(lambda: len(fut.tries) == 2, "the task was not retried")
         open(release, "w").close()
         assert fut.result(timeout=T) == SIZE
     finally:
@@ -152,7 +131,7 @@ def test_arguments_lost_with_the_interchange_are_not_retried_and_resubmit_says_w
 ) -> None:
     dfk = load(retries=1)
     fut = size_when(Blob(b"w" * SIZE), str(tmp_path / "never"))
-    _wait(lambda: fut.task_status() == "running", "the task never started")
+    wait_until(lambda: fut.task_status() == "running", "the task never started")
     dfk.executors["htex"].interchange_proc.kill()
     exc = fut.exception(timeout=T)
     assert isinstance(exc, ExecutorError)

@@ -18,14 +18,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import cloudpickle
-import psutil
 import pytest
+from htex_fixtures import loaded_kernels, pool_processes, wait_until
 
 import livedag
 from livedag import python_app
 from livedag.errors import DependencyError
-from livedag.executors.htex import HighThroughputExecutor
-from livedag.providers import LocalProvider
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
@@ -37,7 +35,6 @@ T = 60
 def first(path: str, value: int = 1) -> int:
     """`value`, once `path` exists."""
     import os
-    import time
 
     while not os.path.exists(path):
         time.sleep(0.02)
@@ -47,7 +44,6 @@ def first(path: str, value: int = 1) -> int:
 @python_app
 def first_failing(path: str) -> int:
     import os
-    import time
 
     while not os.path.exists(path):
         time.sleep(0.02)
@@ -58,7 +54,6 @@ def first_failing(path: str) -> int:
 def first_dying_once(path: str, marker: str) -> int:
     """Kills its worker on its first try (once `path` exists); 10 on the next."""
     import os
-    import time
 
     while not os.path.exists(path):
         time.sleep(0.02)
@@ -95,24 +90,7 @@ def grow(data: bytes) -> bytes:
 
 @pytest.fixture
 def load(tmp_path: Any) -> Iterator[Any]:
-    def make(**config: Any) -> livedag.DataFlowKernel:
-        executor = HighThroughputExecutor(
-            label="htex", max_workers_per_node=config.pop("workers", 1), heartbeat_period=1,
-            heartbeat_threshold=3, provider=LocalProvider(),
-        )
-        return livedag.load(livedag.Config(executors=[executor],
-                                           run_dir=str(tmp_path / "runinfo"), **config))
-
-    yield make
-    livedag.dfk().cleanup()
-    livedag.clear()
-
-
-def _wait(pred: Any, what: str) -> None:
-    deadline = time.monotonic() + T
-    while not pred():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.02)
+    yield from loaded_kernels(tmp_path)
 
 
 def test_a_chain_is_launched_ahead_of_its_inputs_and_gives_the_same_results(
@@ -224,7 +202,7 @@ def test_cancelling_a_task_parked_in_a_pool_blocks_its_dependents(
     load()
     release = str(tmp_path / "release")
     running = first(release)
-    _wait(lambda: running.task_status() == "running", "the first step never started")
+    wait_until(lambda: running.task_status() == "running", "the first step never started")
     parked = step(running)  # its input runs in the pool: parked in the pool
     after = step(parked)
     assert len(parked.tries) == 1 and parked.task_status() == "pending"
@@ -244,13 +222,12 @@ def test_tasks_parked_in_a_lost_pool_run_after_their_input_is_retried(
     root = first(release, 20)
     b = step(root)
     c = step(b)
-    _wait(lambda: root.task_status() == "running", "the first step never started")
-    pools = [p for p in psutil.Process().children(recursive=True)
-             if "livedag.executors.htex.pool" in " ".join(p.cmdline())]
+    wait_until(lambda: root.task_status() == "running", "the first step never started")
+    pools = pool_processes()
     assert len(pools) == 1
     pools[0].send_signal(signal.SIGSTOP)  # silent from now on: lost after 2 s
     try:
-        _wait(lambda: len(root.tries) == 2, "the first step was not retried")
+        wait_until(lambda: len(root.tries) == 2, "the first step was not retried")
         open(release, "w").close()
         assert c.result(timeout=T) == 22
     finally:
