@@ -111,10 +111,11 @@ class HighThroughputExecutor(Executor):
     - The kernel keeps no copy of a running task's arguments: the interchange holds the
       packed call until the result passes, and gives it back when a try fails, for
       retries and Resubmit (`returns_arguments`). Parsl keeps both.
-    - A task whose inputs are tasks running here is sent at once and parked in the
-      interchange, which runs it with their results as soon as they succeed
-      (`forwards_results`, see forwarding.py and parking.py): a chain's steps do not wait
-      for a trip to the kernel. Parsl launches each step from the kernel.
+    - A task whose inputs are tasks running here is sent at once and parked where they
+      are (their pool, else the interchange), and runs with their results as soon as
+      they succeed (`forwards_results`, see forwarding.py and parking.py): a chain's
+      steps do not wait for a trip to the kernel. Parsl launches each step from the
+      kernel.
     """
 
     returns_arguments = True
