@@ -380,22 +380,23 @@ class Interchange:
     def _unforwarded_by(self, manager: Manager, keys: list[Key]) -> None:
         """A pool will not run these parked tasks: back to the kernel, with what is
         parked on them here."""
+        entries: list[tuple[Key, bytes]] = []
         for key in keys:
             payload = manager.parked.pop(key)
             if payload is None:  # its inputs had passed through here: it had a slot
                 payload = manager.in_flight.pop(key, None)
             if payload is not None:
-                self._unforward([(key, original_payload(payload))])
-                self._unforward(self.parking.failed(key))
+                entries += [(key, original_payload(payload)), *self.parking.failed(key)]
+        self._unforward(entries)
 
     def _pool_gone(self, manager: Manager) -> list[Key]:
         """A pool left or was lost: its tries go back to the kernel; those parked there
         never ran, and are given back as unforwarded. The keys of its tries."""
         keys = sorted(manager.in_flight)
-        parked = manager.parked.parked
-        self._unforward([(k, p.payload) for k, p in parked.items()])
-        for key in list(parked):
-            self._unforward(self.parking.failed(key))
+        entries: list[tuple[Key, bytes]] = []
+        for key, parked in manager.parked.parked.items():
+            entries += [(key, parked.payload), *self.parking.failed(key)]
+        self._unforward(entries)
         self._give_back(manager.in_flight, keys)
         return keys
 
