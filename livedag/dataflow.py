@@ -187,7 +187,8 @@ class DataFlowKernel:
                 if record.state is not _S.LAUNCHED or record.try_number != event.try_number:  # type: ignore[attr-defined]
                     return
                 record.state = _S.RUNNING
-                ahead, record.ahead = record.ahead, False
+                ahead = record.shown is _S.PENDING
+                record.shown = None
             if ahead:
                 self._show_launch(record)
             t = record.tries[-1]
@@ -333,7 +334,7 @@ class DataFlowKernel:
     def _move(self, record: TaskRecord, new: TaskState) -> None:
         check_move(record.id, record.state, new)
         record.state = new
-        record.ahead = False  # (a try launched ahead ends shown, whatever its end)
+        record.shown = None  # (a try launched ahead ends shown, whatever its end)
         if self.bus.active:
             self.bus.emit(ev.TaskStateChanged, time.time(), record.id, new, record.try_number)
 
@@ -341,8 +342,13 @@ class DataFlowKernel:
         with self._lock:
             record.pending_deps -= 1
             ready = record.pending_deps == 0 and record.state is _S.PENDING
-            shown = record.pending_deps == 0 and record.ahead
-            record.ahead = record.ahead and not shown
+            # Launched ahead, and now really waiting for a worker. (Not if an input
+            # failed: the executor gives the try back, and it becomes a dependency
+            # failure with nothing shown in between.)
+            shown = (record.pending_deps == 0 and record.shown is _S.PENDING
+                     and forwarding.inputs_succeeded(record))
+            if shown:
+                record.shown = None
         if ready:
             self._soon(self._launch_if_ready, record)
         elif shown:
@@ -410,9 +416,10 @@ class DataFlowKernel:
         call = TaskCall(record.id, attempt.number, record.app_name, fn, args, kwargs,
                         record.resource_spec, inputs)
         record.forwarded = {tid: f for tid, (f, _) in inputs.items()} if inputs else None
-        if inputs:
+        if inputs or record.shown is _S.LAUNCHED:
+            # Shown later (_show_launch), or shown already (forwarding.unforward).
             check_move(record.id, record.state, _S.LAUNCHED)
-            record.state, record.ahead = _S.LAUNCHED, True  # shown later: _show_launch
+            record.state, record.shown = _S.LAUNCHED, _S.PENDING if inputs else None
         else:
             self._move(record, _S.LAUNCHED)
         try:

@@ -76,15 +76,25 @@ def unforward(dfk: DataFlowKernel, record: TaskRecord) -> None:
     record.tries.pop()
     record.forwarded = None
     with dfk._lock:
-        if record.ahead:  # never shown launched: nothing to take back either
+        ready = record.pending_deps == 0
+        if record.shown is _S.PENDING:  # never shown launched: nothing to take back
             check_move(record.id, record.state, _S.PENDING)
-            record.state, record.ahead = _S.PENDING, False
+            record.state, record.shown = _S.PENDING, None
+        elif ready and inputs_succeeded(record):
+            # Shown launched, and launched again at once: observers see no change.
+            check_move(record.id, record.state, _S.PENDING)
+            record.state, record.shown = _S.PENDING, _S.LAUNCHED
         else:
             dfk._move(record, _S.PENDING)
         record.claimed = False
-        ready = record.pending_deps == 0
     if ready:
         dfk._soon(dfk._launch_if_ready, record)
+
+
+def inputs_succeeded(record: TaskRecord) -> bool:
+    """Every input of the task is done and succeeded."""
+    return all(d.done() and not d.cancelled() and d.exception() is None
+               for d in record.depends_on)
 
 
 def failed_inputs(record: TaskRecord) -> list[Future[Any]]:

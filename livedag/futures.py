@@ -160,7 +160,7 @@ class AppFuture(LightFuture):
 
     def task_status(self) -> str:
         record = self.task_record
-        return "pending" if record.ahead else record.state.value
+        return (record.shown or record.state).value
 
     @property
     def outputs(self) -> list[DataFuture]:

@@ -214,9 +214,11 @@ class TaskRecord:
     # The current try's inputs still to come when it was launched, by task id (see
     # forwarding.py): their futures stand in for them in arguments given back.
     forwarded: dict[int, Any] | None = None
-    # Launched ahead of its inputs, and not shown so yet: observers (events, task_status)
-    # see it pending until its inputs are done or it starts, as without forwarding.
-    ahead: bool = False
+    # The state observers (events, task_status) see, when it is not `state` (see
+    # forwarding.py): PENDING for a try launched ahead of its inputs, until they are done
+    # or it starts, as without forwarding; LAUNCHED for a task shown launched whose try
+    # was given back, until it is launched again at once.
+    shown: TaskState | None = None
     # The arguments in short, as the TaskCreated event gave them (when someone listened):
     # a view opened later shows them for tasks that no longer hold their arguments.
     args_summary: str | None = None

@@ -121,7 +121,6 @@ class Interchange:
         self.pending: collections.deque[tuple[int, int, bytes]] = collections.deque()
         self.queued: set[Key] = set()  # the keys in `pending`
         self.parking = Parking()
-        self.forwarding = False  # a Forward has come: pools' recent results are noted
         self.managers: dict[bytes, Manager] = {}
         self.rogue_logged: collections.Counter[bytes] = collections.Counter()
         self.lost_after = min(config.heartbeat_threshold, 2 * config.heartbeat_period)
@@ -253,7 +252,6 @@ class Interchange:
         """Park a task until the tries it waits for succeed (see parking.py): at the pool
         that holds them all, else here. Give it back at once if one of them is not
         here: its result has passed already."""
-        self.forwarding = True
         key, waits = msg.key, msg.waits
         if self.pending:
             self._dispatch()  # inputs that came just before go to a pool first, if they can
@@ -361,11 +359,12 @@ class Interchange:
             self._unforwarded_by(manager, msg.unforwarded)
         for key in msg.results:
             in_flight.pop(key, None)
-        if self.forwarding:
-            failed = set(msg.failed)
-            for key in msg.results:
-                if key not in failed:
-                    manager.recent.add(key, None)
+        # Noted always: the first Forward may name a result that has just passed.
+        failed = set(msg.failed) if msg.failed else ()
+        recent = manager.recent
+        for key in msg.results:
+            if key not in failed:
+                recent.add(key, None)
         if manager.parked.waiters:
             # Parked there, and now running there: they take a slot.
             for key in msg.results:

@@ -164,7 +164,7 @@ class Pool:
         self.idle: collections.deque[WorkerHandle] = collections.deque()
         self.queue: collections.deque[tuple[int, int, bytes]] = collections.deque()
         self.parking = Parking()  # tasks that wait for results of tasks here (Forward)
-        self.recent: Recent | None = None  # results lately sent, once a Forward came
+        self.recent = Recent()  # results lately sent (a Forward may come just after)
         self.respawn_at: dict[int, float] = {}
         self.quick_deaths = 0
         self.ever_ready = False
@@ -341,7 +341,7 @@ class Pool:
                 failed = len(frames) > 5 and frames[5] == b"F"
                 if failed:
                     self.report.failed.append(w.task)
-                if self.recent is not None and not failed:
+                if not failed:
                     self.recent.add(w.task, frames[3])
                 if w.task in self.parking.waiters:
                     self._inputs_done(w.task, None if failed else frames[3])
@@ -357,7 +357,7 @@ class Pool:
     def _forward(self, msg: Forward) -> None:
         """Park a task until its inputs here succeed; with inputs that finished just
         before it came, use their results (`recent`)."""
-        recent = self.recent = self.recent or Recent()
+        recent = self.recent
         inputs = [(w[0], r) for w in msg.waits if (r := recent.get(w)) is not None]
         live = [w for w in msg.waits if w not in recent]
         if len(inputs) + len(live) < len(msg.waits) or not all(self._holds(w) for w in live):
