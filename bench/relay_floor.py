@@ -1,20 +1,26 @@
 """The latency floor of the ZMQ executor's process layout, with no work done anywhere.
 
-    this process ──pipe──> relay "interchange" ══zmq══> relay "pool" ──pipe──> echo "worker"
-    this process <─pipe─── relay "interchange" <══════  relay "pool" <─pipe─── echo "worker"
+    this process ──pipe──> relay "interchange" ══link══> relay "pool" ──pipe──> echo "worker"
+    this process <─pipe─── relay "interchange" <═══════  relay "pool" <─pipe─── echo "worker"
+
+The link between interchange and pool is a Unix socket (`--link unix`: what pools on the
+interchange's machine use, see livedag/executors/htex/streams.py) or zmq over TCP
+(`--link zmq`: pools on other nodes). Without `--link`, both are measured in turn.
 
 Each relay only moves 100 bytes on (no framing, no pickling, no bookkeeping); the round
 trip is what the operating system and libzmq charge for the six hops and their wake-ups
 alone. A real task's round trip (bench.htex latency) can approach this, never beat it.
 On a virtual machine most of it is the cost of waking an idle virtual CPU.
 
-Run from the repository root:  python3 -m bench.relay_floor [--n 2000]
+Run from the repository root:  python3 -m bench.relay_floor [--n 2000] [--link unix|zmq]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import select
+import socket
 import statistics
 import subprocess
 import sys
@@ -40,6 +46,38 @@ def interchange() -> None:
                 sock.send_multipart([pool, data])
             else:
                 os.write(1, sock.recv_multipart()[1])
+
+
+def unix_interchange() -> None:
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    name = f"livedag-relay-floor-{os.getpid()}"
+    server.bind("\0" + name)
+    server.listen(1)
+    os.write(1, f"{name}\n".encode())
+    conn, _ = server.accept()
+    pool = conn.fileno()
+    while True:
+        for fd in select.select([0, pool], [], [])[0]:
+            data = os.read(fd, 65536)
+            if not data:
+                return
+            os.write(pool if fd == 0 else 1, data)
+
+
+def unix_pool(name: str) -> None:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect("\0" + name)
+    link = sock.fileno()
+    worker = subprocess.Popen([sys.executable, "-m", "bench.relay_floor", "--role", "worker"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert worker.stdin is not None and worker.stdout is not None
+    to_worker, from_worker = worker.stdin.fileno(), worker.stdout.fileno()
+    while True:
+        for fd in select.select([link, from_worker], [], [])[0]:
+            data = os.read(fd, 65536)
+            if not data:
+                return
+            os.write(to_worker if fd == link else link, data)
 
 
 def pool(port: str) -> None:
@@ -71,13 +109,15 @@ def echo() -> None:
         os.write(1, data)
 
 
-def measure(n: int) -> list[float]:
-    ix = subprocess.Popen([sys.executable, "-m", "bench.relay_floor", "--role", "interchange"],
+def measure(n: int, link: str) -> list[float]:
+    prefix = "unix-" if link == "unix" else ""
+    ix = subprocess.Popen([sys.executable, "-m", "bench.relay_floor",
+                           "--role", f"{prefix}interchange"],
                           stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     assert ix.stdin is not None and ix.stdout is not None
     port = ix.stdout.readline().decode().strip()
-    relay = subprocess.Popen([sys.executable, "-m", "bench.relay_floor", "--role", "pool",
-                              "--port", port])
+    relay = subprocess.Popen([sys.executable, "-m", "bench.relay_floor", "--role",
+                              f"{prefix}pool", "--port", port])
     out, back = ix.stdin.fileno(), ix.stdout.fileno()
     samples = []
     try:
@@ -99,20 +139,22 @@ def measure(n: int) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python3 -m bench.relay_floor")
     parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--link", choices=["unix", "zmq"], action="append",
+                        help="the interchange-pool link to measure (default: both)")
     parser.add_argument("--role", default="", help=argparse.SUPPRESS)
     parser.add_argument("--port", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.role == "interchange":
-        interchange()
-    elif args.role == "pool":
-        pool(args.port)
-    elif args.role == "worker":
-        echo()
-    else:
-        samples = measure(args.n)
+    roles = {"interchange": interchange, "unix-interchange": unix_interchange,
+             "pool": lambda: pool(args.port), "unix-pool": lambda: unix_pool(args.port),
+             "worker": echo}
+    if args.role:
+        roles[args.role]()
+        return
+    for link in args.link or ["unix", "zmq"]:
+        samples = measure(args.n, link)
         p95 = statistics.quantiles(samples, n=20)[-1]
-        print(f"relay floor (kernel -> interchange -> pool -> worker and back, no work): "
-              f"median {statistics.median(samples):,.0f} µs, p95 {p95:,.0f} µs "
+        print(f"relay floor over {link:4} (kernel -> interchange -> pool -> worker and back, "
+              f"no work): median {statistics.median(samples):,.0f} µs, p95 {p95:,.0f} µs "
               f"over {len(samples)} round trips")
 
 

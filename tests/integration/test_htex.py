@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import parsl
+import psutil
 import pytest
 from htex_fixtures import Maker, call, executors
 
@@ -359,6 +360,30 @@ def test_accelerators_and_affinity_pin_each_worker(htex: Any) -> None:
         r = int(rank)
         assert gpu == ["gpu-a", "gpu-b"][r]
         assert mine == cores[per * r : per * (r + 1)] and omp == str(per)
+
+
+def interchange_links(pid: int) -> dict[str, int]:
+    """How many connections the pool `pid` holds, by kind (tcp, unix)."""
+    proc = psutil.Process(pid)
+    return {kind: len(proc.net_connections(kind=kind)) for kind in ("tcp", "unix")}
+
+
+def test_local_pools_connect_over_a_unix_socket_and_fall_back_to_zmq(htex: Any) -> None:
+    ex, events = htex(provider=LocalProvider(init_blocks=1, max_blocks=2), strategy=None,
+                      max_workers_per_node=1)
+    first = ex.submit(call(os.getppid)).result(timeout=10)  # a worker's parent: its pool
+    assert interchange_links(first) == {"tcp": 0, "unix": 1}
+    # A pool that cannot reach the socket (here: a wrong name) uses zmq over TCP.
+    ex._local_socket = "livedag-no-such-socket"
+    ex.scale_out_one()
+    events.wait_for(lambda: ("1", "running") in block_states(events), timeout=20)
+    slow = ex.submit(call(time.sleep, 1.0))
+    pools = {ex.submit(call(os.getppid)).result(timeout=10) for _ in range(20)}
+    slow.result(timeout=10)
+    (second,) = pools - {first}  # while one pool sleeps, the other runs the rest
+    assert interchange_links(second) == {"tcp": 1, "unix": 0}
+    with open(ex.interchange_log) as f:
+        assert f.read().count("registered") == 2
 
 
 def block_states(events: Any) -> list[tuple[str, str]]:

@@ -1,8 +1,8 @@
 """Who may talk to the interchange: pools with the run's secret (and keys, off loopback).
 
-A rogue client connects to the worker port and sends garbage, pickles, a fake report and
-a registration with a wrong secret: the interchange logs and drops each, never unpickles
-anything, and tasks keep flowing.
+A rogue client connects to the worker port, or to the Unix socket of local pools, and
+sends garbage, pickles, a fake report and a registration with a wrong secret: the
+interchange logs and drops each, never unpickles anything, and tasks keep flowing.
 """
 
 from __future__ import annotations
@@ -11,6 +11,9 @@ import json
 import os
 import pickle
 import socket
+import struct
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -23,11 +26,13 @@ from htex_fixtures import Maker, call, executors
 
 from livedag.executors.htex.protocol import (
     PROTOCOL_VERSION,
+    FrameReader,
     Register,
     Report,
     pack_frames,
     unpack_record,
 )
+from livedag.executors.htex.streams import UNREGISTERED_LIMIT
 from livedag.providers import LocalProvider
 
 pytestmark = pytest.mark.timeout(60)
@@ -90,6 +95,73 @@ def test_rogue_client_is_logged_and_ignored_on_loopback(htex: Any, tmp_path: Any
         log = f.read()
     assert "unreadable message" in log and "wrong secret" in log
     assert "Report before registering" in log
+
+
+def read_records(sock: socket.socket, timeout: float) -> list[list[bytes]] | None:
+    """The records the interchange sent on `sock` within `timeout` s; None if it closed
+    the connection."""
+    sock.settimeout(timeout)
+    reader, got = FrameReader(), []
+    try:
+        while data := sock.recv(1 << 16):
+            got += reader.feed(data)
+    except TimeoutError:
+        return got
+    return None
+
+
+def test_rogue_client_on_the_local_socket_is_logged_and_ignored(htex: Any,
+                                                                 tmp_path: Any) -> None:
+    ex, _ = htex()
+    assert ex._local_socket, "local blocks get a Unix socket"
+    assert ex.submit(call(double, 1)).result(timeout=10) == 2
+    canary = str(tmp_path / "unpickled")
+    rogue = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        rogue.connect("\0" + ex._local_socket)
+        for frames in rogue_messages(canary):
+            rogue.sendall(pack_frames(frames))
+            assert ex.submit(call(double, 2)).result(timeout=10) == 4  # service goes on
+        # A wrong secret gets a Stop; nothing else gets an answer.
+        (stop,) = read_records(rogue, 1.0) or [[b"closed"]]
+        assert stop[0] == b"stop"
+        # A record that claims more than an unregistered peer may send: the connection
+        # is closed before anything of that size is allocated.
+        rogue.sendall(struct.pack("<Q", 1 << 60) + b"x" * 100)
+        assert read_records(rogue, 5.0) is None
+    finally:
+        rogue.close()
+    assert not os.path.exists(canary)
+    futs = [ex.submit(call(double, i)) for i in range(100)]
+    assert [f.result(timeout=10) for f in futs] == [2 * i for i in range(100)]
+    with open(ex.interchange_log) as f:
+        log = f.read()
+    assert "wrong secret" in log and "Report before registering" in log
+    assert f"a record of {1 << 60} bytes (at most {UNREGISTERED_LIMIT} accepted)" in log
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to connect as another user")
+def test_local_socket_refuses_other_users(htex: Any) -> None:
+    ex, _ = htex()
+    # A process of another user (nobody) connects and says hello: it is closed at once.
+    probe = (
+        "import os, socket, sys\n"
+        "os.setgid(65534); os.setuid(65534)\n"
+        "s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
+        f"s.connect('\\0{ex._local_socket}')\n"
+        "s.settimeout(5)\n"
+        "try:\n"
+        "    s.sendall(b'x' * 64)\n"
+        "    print('closed' if s.recv(100) == b'' else 'answered')\n"
+        "except OSError as exc:\n"
+        "    print('closed', exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         timeout=30, check=True).stdout
+    assert out.startswith("closed")
+    assert ex.submit(call(double, 3)).result(timeout=10) == 6
+    with open(ex.interchange_log) as f:
+        assert "user id 65534" in f.read()
 
 
 def outside_address() -> str | None:

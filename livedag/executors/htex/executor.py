@@ -218,6 +218,7 @@ class HighThroughputExecutor(Executor):
         self._failure: ExecutorError | None = None
         self._stopping = False
         self.port = 0
+        self._local_socket = ""  # the interchange's Unix socket for local pools (streams.py)
 
     # --- paths and facts ------------------------------------------------------------
 
@@ -283,6 +284,7 @@ class HighThroughputExecutor(Executor):
             self._kill_interchange()
             raise ExecutorError(self.label, reason)
         self.port = ready.port
+        self._local_socket = ready.local_socket
         self._receiver = threading.Thread(target=self._receive, args=(reader,),
                                           name=f"livedag-{self.label}-receiver", daemon=True)
         self._receiver.start()
@@ -355,7 +357,8 @@ class HighThroughputExecutor(Executor):
 
     def _pool_command(self, block_id: str) -> str:
         parts = parameters.pool_arguments(self, block_id, port=self.port,
-                                          secret_file=self._secret_file, cert_dir=self._cert_dir)
+                                          secret_file=self._secret_file, cert_dir=self._cert_dir,
+                                          local_socket=self._local_socket)
         return pool_command(parts, local=self.provider.is_local)
 
     # --- submit ---------------------------------------------------------------------

@@ -4,6 +4,7 @@
     kernel <─stdout pipe: Ready, ManagerJoined, Report, Returned, Unforwarded, ManagerGone,
                           CancelReply── interchange
     interchange ══ROUTER (tcp, bound on loopback for local blocks)══ pools (DEALER)
+    interchange ──Unix socket (streams.py)── pools on this machine, when they can reach it
 
 The kernel talks to the interchange over the pipes it started it with, so nobody else
 can submit tasks, and the end of stdin means the kernel is gone: the interchange tells
@@ -50,6 +51,7 @@ from typing import Any
 
 import zmq
 
+from livedag.executors.htex import streams
 from livedag.executors.htex.parking import Key, Parking, Recent
 from livedag.executors.htex.protocol import (
     PROTOCOL_VERSION,
@@ -131,6 +133,12 @@ class Interchange:
         self.poller = zmq.Poller()
         self.auth: Any = None
         self.monitor: zmq.Socket[bytes] | None = None
+        # Pools on this machine connected over the Unix socket (streams.py), by fd and by
+        # the identity they go by here (as a zmq peer's identity does).
+        self.listener: streams.Listener | None = None
+        self.peers: dict[int, tuple[bytes, streams.Stream]] = {}
+        self.peer_streams: dict[bytes, streams.Stream] = {}
+        self.peer_count = 0
 
     def bind(self) -> int:
         sock, cfg = self.sock, self.config
@@ -149,7 +157,14 @@ class Interchange:
             port = sock.bind_to_random_port(address, min_port=lo, max_port=hi, max_tries=200)
         self.poller.register(sock, zmq.POLLIN)
         self.poller.register(self.stdin_fd, zmq.POLLIN)
+        if cfg.local_socket and streams.SUPPORTED:
+            self.listener = streams.Listener()
+            self.poller.register(self.listener.fd, zmq.POLLIN)
         return port
+
+    @property
+    def local_socket(self) -> str:
+        return self.listener.name if self.listener is not None else ""
 
     def _start_curve(self, cert_dir: str) -> None:
         import zmq.auth
@@ -291,6 +306,13 @@ class Interchange:
     # --- pool side ----------------------------------------------------------------
 
     def _send(self, identity: bytes, frames: list[bytes]) -> bool:
+        stream = self.peer_streams.get(identity)
+        if stream is not None:
+            if stream.closed:
+                return False  # gone already (its pool is declared lost when it closed)
+            if stream.send(frames):
+                self.poller.register(stream.fd, zmq.POLLIN | zmq.POLLOUT)
+            return True
         try:
             # copy=False: zmq sends big frames from their buffers, not from copies.
             self.sock.send_multipart([identity, *zmq_parts(frames)], copy=False)
@@ -316,21 +338,31 @@ class Interchange:
     def _on_pool_message(self, frames: list[zmq.Frame]) -> None:
         identity = frames[0].bytes
         parts = [f.buffer for f in frames[1:]]  # zmq's own buffers: no copy
-        manager = self.managers.get(identity)
         try:
             if not parts:
                 raise ProtocolError("an empty zmq message")
-            if manager is not None and record_kind(parts[0]) == Report.kind:
-                # Checked whole, but read in place: it goes on to the kernel as it
-                # came, results and all, without a copy or a new encoding.
-                report_frames = unpack_parts(parts, views=True)
+            # A report is read in place: it goes on to the kernel as it came, results
+            # and all, without a copy or a new encoding.
+            report = identity in self.managers and record_kind(parts[0]) == Report.kind
+            unpacked = unpack_parts(parts, views=report)
+        except ProtocolError as exc:
+            self._rogue(identity, f"unreadable message: {exc}")
+            return
+        self._on_pool_frames(identity, unpacked)
+
+    def _on_pool_frames(self, identity: bytes, frames: list[bytes]) -> None:
+        """One message from a pool (or a peer that has yet to register as one)."""
+        manager = self.managers.get(identity)
+        try:
+            if manager is not None and frames and frames[0] == Report.kind:
+                report_frames = frames
                 report = Report.from_frames(report_frames)
                 if report.manager != manager.name:
                     raise ProtocolError(f"a report signed {report.manager!r}")
                 manager.last_heard = time.monotonic()
                 self._on_report(manager, report, report_frames)
                 return
-            msg = decode(unpack_parts(parts))
+            msg = decode(frames)
         except ProtocolError as exc:
             self._rogue(identity, f"unreadable message: {exc}")
             return
@@ -348,6 +380,54 @@ class Interchange:
             self._on_manager_message(manager, msg)
         except Exception as exc:  # a registered pool sent nonsense: log, carry on
             self._rogue(identity, f"message that broke its handler: {exc!r}")
+
+    def _accept(self) -> None:
+        assert self.listener is not None
+        for stream, who in self.listener.accept():
+            if stream is None:
+                logger.warning("local socket: refused %s", who)
+                continue
+            self.peer_count += 1
+            identity = f"local-{self.peer_count}".encode()
+            self.peers[stream.fd] = (identity, stream)
+            self.peer_streams[identity] = stream
+            self.poller.register(stream.fd, zmq.POLLIN)
+            logger.debug("local socket: connection %s from %s", identity.decode(), who)
+
+    def _on_peer(self, fd: int, events: int) -> None:
+        identity, stream = self.peers[fd]
+        if events & zmq.POLLOUT and not stream.flush():
+            self.poller.register(fd, zmq.POLLIN)
+        if events & (zmq.POLLIN | zmq.POLLERR):
+            try:
+                records = stream.receive()
+            except ProtocolError as exc:
+                self._rogue(identity, f"unreadable message: {exc}; connection closed")
+                records = None
+                stream.closed = True
+            for frames in records or ():
+                self._on_pool_frames(identity, frames)
+        if stream.closed:
+            self._peer_closed(identity, stream)
+
+    def _peer_closed(self, identity: bytes, stream: streams.Stream) -> None:
+        """A pool's connection closed: it exited or was killed (a pool that leaves on its
+        own says Goodbye first, and is gone already). Its tasks are lost now, not after
+        two missed heartbeats."""
+        with contextlib.suppress(KeyError):
+            self.poller.unregister(stream.fd)
+        self.peers.pop(stream.fd, None)
+        stream.close()
+        m = self.managers.pop(identity, None)
+        if m is None:
+            return
+        silent = time.monotonic() - m.last_heard
+        logger.error("pool %s (block %s) lost: its connection closed with %d tasks; see %s",
+                     m.name, m.block_id, len(m.in_flight), m.log_path)
+        keys = self._pool_gone(m)
+        self.to_kernel(ManagerGone(
+            m.name, "its connection closed: the pool process exited or was killed, "
+            f"{silent:.1f} s after its last heartbeat", silent, keys))
 
     def _on_report(self, manager: Manager, msg: Report, frames: list[bytes]) -> None:
         manager.lookahead = max(0, msg.lookahead)
@@ -464,6 +544,9 @@ class Interchange:
                                       f"{PROTOCOL_VERSION}: install the same livedag").encode())
             return
         name = f"{msg.host}:{msg.pid}"
+        stream = self.peer_streams.get(identity)
+        if stream is not None:
+            stream.reader.limit = None  # registered: its results may be of any size
         self.managers[identity] = Manager(
             identity, name, msg.host, msg.pid, msg.block_id, max(1, msg.capacity), msg.log_path,
             time.monotonic(),
@@ -544,6 +627,11 @@ class Interchange:
                 self._on_pools()
             if self.monitor is not None and self.monitor in events:
                 self._on_monitor()
+            if self.listener is not None:
+                if self.listener.fd in events:
+                    self._accept()
+                for fd in [fd for fd in events if fd in self.peers]:
+                    self._on_peer(fd, events[fd])
             self._dispatch()
         logger.info("interchange stopping: %s", self.stop_reason)
         self.close()
@@ -557,6 +645,11 @@ class Interchange:
             self.sock.disable_monitor()
             self.monitor.close(linger=0)
         self.sock.close(linger=500)
+        for _, stream in list(self.peers.values()):
+            stream.drain(0.5)  # the Stop messages
+            stream.close()
+        if self.listener is not None:
+            self.listener.close()
         if self.auth is not None:
             self.auth.stop()
         self.ctx.term()
@@ -611,7 +704,7 @@ def main() -> None:
         port = ix.bind()
         logger.info("interchange pid %d for %r listening on %s:%d%s", os.getpid(), config.label,
                     config.bind_address, port, " (CurveZMQ)" if config.cert_dir else "")
-        ix.to_kernel(Ready(port, os.getpid()))
+        ix.to_kernel(Ready(port, os.getpid(), ix.local_socket))
         os.set_blocking(stdin_fd, False)
         os.set_blocking(stdout_fd, False)
         widen_pipe(stdin_fd)

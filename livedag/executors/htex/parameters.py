@@ -86,12 +86,12 @@ def interchange_config(ex: HighThroughputExecutor, *, secret: str,
         label=ex.label, secret=secret, bind_address=bind, port_range=ports,
         heartbeat_period=float(ex.heartbeat_period),
         heartbeat_threshold=float(ex.heartbeat_threshold), cert_dir=cert_dir,
-        log_path=ex.interchange_log, debug=ex.worker_debug,
+        log_path=ex.interchange_log, debug=ex.worker_debug, local_socket=ex.loopback_only,
     )
 
 
 def pool_arguments(ex: HighThroughputExecutor, block_id: str, *, port: int,
-                   secret_file: str, cert_dir: str | None) -> list[str]:
+                   secret_file: str, cert_dir: str | None, local_socket: str = "") -> list[str]:
     """The command line of the pool that a block starts on each of its nodes."""
     address = "127.0.0.1" if ex.loopback_only else (ex.address or socket.gethostname())
     parts = [
@@ -107,6 +107,8 @@ def pool_arguments(ex: HighThroughputExecutor, block_id: str, *, port: int,
     ]
     if cert_dir:
         parts += ["--cert-dir", cert_dir]
+    if local_socket:  # the pool tries it first; zmq if it cannot reach it (streams.py)
+        parts += ["--local-socket", local_socket]
     if ex.available_accelerators:
         parts += ["--accelerators", *ex.available_accelerators]
     if ex.worker_debug:

@@ -2,6 +2,7 @@
 
     interchange ══zmq DEALER══> pool ──task pipe──> worker 0..n-1  (one task at a time each)
     interchange <═════════════  pool <─result pipe─ worker
+       (or a Unix socket, for a pool on the interchange's machine: streams.py)
                                      <─stdout/stderr pipes─ worker: the running task's output
 
 One thread, one poll loop over the interchange socket and every worker pipe. A pool
@@ -47,7 +48,7 @@ import zmq
 import zmq.auth
 from zmq.utils.monitor import recv_monitor_message
 
-from livedag.executors.htex import placement
+from livedag.executors.htex import placement, streams
 from livedag.executors.htex.forensics import describe_exit, signal_name, tail_lines
 from livedag.executors.htex.parking import Key, Parking, Recent
 from livedag.executors.htex.protocol import (
@@ -181,10 +182,32 @@ class Pool:
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.DEALER)
         self.poller = zmq.Poller()
+        self.monitor: zmq.Socket[bytes] | None = None
+        self.stream: streams.Stream | None = None  # instead of zmq, when on the socket
 
     # --- connection ---------------------------------------------------------------
 
     def connect(self) -> None:
+        if self.args.local_socket:
+            try:
+                self.stream = streams.Stream.connect(self.args.local_socket)
+            except OSError as exc:
+                logger.warning("cannot reach the interchange's local socket (%s); using zmq",
+                               exc)
+        if self.stream is not None:
+            self.poller.register(self.stream.fd, zmq.POLLIN)
+            logger.info("connected to the interchange's local socket")
+        else:
+            self._connect_zmq()
+        with open(self.args.secret_file) as f:
+            secret = f.read().strip()
+        self._send(Register(
+            secret=secret, version=PROTOCOL_VERSION, host=self.host, pid=os.getpid(),
+            block_id=self.block_id, workers=self.size, capacity=self.capacity,
+            python=sys.executable, log_path=self.log_path,
+        ).encode())
+
+    def _connect_zmq(self) -> None:
         sock = self.sock
         sock.setsockopt(zmq.IDENTITY, uuid.uuid4().hex.encode())
         sock.setsockopt(zmq.SNDHWM, 0)  # never drop: the interchange bounds what we hold
@@ -201,16 +224,13 @@ class Pool:
         sock.connect(f"tcp://{address}:{self.args.port}")
         self.poller.register(sock, zmq.POLLIN)
         self.poller.register(self.monitor, zmq.POLLIN)
-        with open(self.args.secret_file) as f:
-            secret = f.read().strip()
-        self._send(Register(
-            secret=secret, version=PROTOCOL_VERSION, host=self.host, pid=os.getpid(),
-            block_id=self.block_id, workers=self.size, capacity=self.capacity,
-            python=sys.executable, log_path=self.log_path,
-        ).encode())
 
     def _send(self, frames: list[bytes]) -> None:
-        self.sock.send_multipart(zmq_parts(frames), copy=False)  # big frames: not copied
+        stream = self.stream
+        if stream is None:
+            self.sock.send_multipart(zmq_parts(frames), copy=False)  # big frames: not copied
+        elif stream.send(frames):
+            self.poller.register(stream.fd, zmq.POLLIN | zmq.POLLOUT)  # the rest: _on_stream
         self.last_sent = time.monotonic()
 
     def _on_interchange(self) -> None:
@@ -219,25 +239,46 @@ class Pool:
                 parts = [f.buffer for f in self.sock.recv_multipart(zmq.NOBLOCK, copy=False)]
             except zmq.Again:
                 return
-            self.last_heard = time.monotonic()
             try:
-                msg = decode(unpack_parts(parts))
+                frames = unpack_parts(parts)
             except ProtocolError as exc:
                 logger.error("unreadable message from the interchange: %s", exc)
-                continue
-            if isinstance(msg, TaskBatch):
-                for (tid, tries), payload in zip(msg.ids, msg.payloads, strict=True):
-                    self.queue.append((tid, tries, payload))
-            elif isinstance(msg, Forward):
-                self._forward(msg)
-            elif isinstance(msg, Cancel):
-                self._withdraw((msg.task_id, msg.try_number))
-            elif isinstance(msg, Stop):
-                self.stop_reason = f"the interchange said stop: {msg.reason}"
+                frames = []
+            if frames:
+                self._on_message(frames)
             if not self.sock.poll(0, zmq.POLLIN):
                 return  # (asked: a raised zmq.Again costs 3x as much)
 
+    def _on_stream(self, events: int) -> None:
+        stream = self.stream
+        assert stream is not None
+        if events & zmq.POLLOUT and not stream.flush():
+            self.poller.register(stream.fd, zmq.POLLIN)
+        if events & (zmq.POLLIN | zmq.POLLERR):
+            for frames in stream.receive() or ():
+                self._on_message(frames)
+        if stream.closed and not self.stop_reason:
+            self.stop_reason = "the interchange closed its connection (it exited)"
+
+    def _on_message(self, frames: list[bytes]) -> None:
+        self.last_heard = time.monotonic()
+        try:
+            msg = decode(frames)
+        except ProtocolError as exc:
+            logger.error("unreadable message from the interchange: %s", exc)
+            return
+        if isinstance(msg, TaskBatch):
+            for (tid, tries), payload in zip(msg.ids, msg.payloads, strict=True):
+                self.queue.append((tid, tries, payload))
+        elif isinstance(msg, Forward):
+            self._forward(msg)
+        elif isinstance(msg, Cancel):
+            self._withdraw((msg.task_id, msg.try_number))
+        elif isinstance(msg, Stop):
+            self.stop_reason = f"the interchange said stop: {msg.reason}"
+
     def _on_monitor(self) -> None:
+        assert self.monitor is not None
         while True:
             try:
                 event = recv_monitor_message(self.monitor, zmq.NOBLOCK)
@@ -593,11 +634,14 @@ class Pool:
                 if exc.errno == errno.EINTR:
                     continue
                 raise
+            stream_fd = self.stream.fd if self.stream is not None else -1
             for item, ev in events:
                 if item is self.sock:
                     self._on_interchange()
                 elif item is self.monitor:
                     self._on_monitor()
+                elif item == stream_fd:
+                    self._on_stream(ev)
                 else:
                     self._on_fd(item, ev)
             self._dispatch()
@@ -613,6 +657,8 @@ class Pool:
             # of after two missed heartbeats.
             with contextlib.suppress(zmq.ZMQError):
                 self._send(Goodbye(self.goodbye or self.stop_reason).encode())
+            if self.stream is not None:
+                self.stream.drain(1.0)  # its last words, before the connection closes
         procs = [w.proc for w in self.workers.values()]
         for p in procs:
             with contextlib.suppress(OSError):
@@ -624,7 +670,10 @@ class Pool:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
-        self.monitor.close(linger=0)
+        if self.stream is not None:
+            self.stream.close()
+        if self.monitor is not None:
+            self.monitor.close(linger=0)
         self.sock.close(linger=1000)
         self.ctx.term()
 
@@ -640,6 +689,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--logdir", required=True)
     p.add_argument("--secret-file", required=True)
     p.add_argument("--cert-dir", default="")
+    p.add_argument("--local-socket", default="")
     p.add_argument("--hb-period", type=float, default=30.0)
     p.add_argument("--hb-threshold", type=float, default=120.0)
     p.add_argument("--max-workers", type=float, default=float("inf"))

@@ -2,13 +2,15 @@
 
     kernel ──pipe (interchange stdin)──> interchange ──zmq ROUTER/DEALER──> pool ──pipe──> worker
     kernel <─pipe (interchange stdout)── interchange <─────────────────────  pool <─pipe── worker
+                                          (a pool on the interchange's machine: a Unix
+                                           socket instead of zmq, see streams.py)
 
 Every message is a dataclass that turns into a list of byte frames (`encode`) and back
 (`decode`). Headers are JSON; task payloads and results are extra frames carried as opaque
 bytes: only a worker unpickles a call, only the kernel unpickles an outcome, and nothing in
 this module ever unpickles, so a peer that sends garbage gets a ProtocolError, not code
-execution. On a pipe, a message travels as one record: its frames, length-prefixed
-(`pack_frames`, `FrameReader`). On zmq it is the same record as one part, with one
+execution. On a pipe (or a Unix socket), a message travels as one record: its frames,
+length-prefixed (`pack_frames`, `FrameReader`). On zmq it is the same record as one part, with one
 exception: a frame of BIG_FRAME bytes or more (an argument, a result) follows the record
 as a part of its own, so that nobody copies it into the record (`zmq_parts`,
 `unpack_parts`). Small frames never get parts of their own: every part is a zmq call.
@@ -33,7 +35,7 @@ from typing import Any, ClassVar
 
 # Bumped whenever a message changes shape; a pool of another version is refused at
 # registration instead of failing later on a KeyError.
-PROTOCOL_VERSION = 7
+PROTOCOL_VERSION = 8
 
 # Bytes asked of a pipe per read(). Not more: os.read allocates the full size first, and
 # a 1 MiB allocation per read costs ten times the read itself.
@@ -174,10 +176,17 @@ class FrameReader:
     always bytes.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int | None = None) -> None:
         self._buf = bytearray()  # the start of a record whose rest has not come yet
         self._big: bytearray | None = None  # the record being read into its own buffer
         self._filled = 0
+        # The largest record accepted (ProtocolError past it), for a peer not yet trusted:
+        # its first 8 bytes must not make us allocate what they claim.
+        self.limit = limit
+
+    def _check(self, size: int) -> None:
+        if self.limit is not None and size > self.limit:
+            raise ProtocolError(f"a record of {size} bytes (at most {self.limit} accepted)")
 
     def read(self, fd: int) -> list[list[bytes]] | None:
         """Read what `fd` has and return the complete records; None at end of file.
@@ -185,6 +194,7 @@ class FrameReader:
         buf = self._buf
         if self._big is None and len(buf) >= 8:
             size: int = _U64.unpack_from(buf, 0)[0]
+            self._check(size)
             if size >= BIG_RECORD:
                 self._big = bytearray(8 + size)
                 self._big[: len(buf)] = buf
@@ -213,6 +223,8 @@ class FrameReader:
         buf = self._buf
         if buf:  # a record was cut between reads
             buf += data
+            if len(buf) >= 8:
+                self._check(_U64.unpack_from(buf, 0)[0])
             if len(buf) < 8 or len(buf) - 8 < _U64.unpack_from(buf, 0)[0]:
                 return []  # its rest has still not come
             data = bytes(buf)
@@ -221,6 +233,7 @@ class FrameReader:
         pos, end = 0, len(data)
         while end - pos >= 8:
             (size,) = _U64.unpack_from(data, pos)
+            self._check(size)
             if end - pos - 8 < size:
                 break
             out.append(_split(data, pos + 8, pos + 8 + size))
@@ -403,6 +416,8 @@ class InterchangeConfig(Message):
     cert_dir: str | None
     log_path: str
     debug: bool = False
+    # Also listen on a Unix socket for pools on this machine (streams.py).
+    local_socket: bool = False
 
 
 @dataclasses.dataclass(slots=True)
@@ -538,11 +553,13 @@ class Shutdown(Message):
 
 @dataclasses.dataclass(slots=True)
 class Ready(Message):
-    """The interchange is listening for pools on `port`."""
+    """The interchange is listening for pools on `port` (and, for pools on its own
+    machine, on the Unix socket named `local_socket`, when not empty)."""
 
     kind: ClassVar[bytes] = b"ready"
     port: int
     pid: int
+    local_socket: str = ""
 
 
 @dataclasses.dataclass(slots=True)
