@@ -31,6 +31,7 @@ import time
 
 from livedag.executors.htex.protocol import FrameReader, SendBuffer
 
+SOCKET_BUFFER = 4 << 20  # bytes asked for (the system caps it: net.core.wmem_max)
 UNREGISTERED_LIMIT = 1 << 20  # bytes per record before a peer has registered
 SUPPORTED = sys.platform.startswith("linux")
 _PEERCRED = struct.Struct("3i")  # pid, uid, gid
@@ -41,6 +42,10 @@ class Stream:
 
     def __init__(self, sock: socket.socket, *, limit: int | None = None) -> None:
         sock.setblocking(False)
+        # Room for a 1 MiB argument or result in one write and one wake-up of the reader
+        # (Linux's default is ~200 KiB: five of each), as the pipes get (PIPE_SIZE).
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
         self.sock = sock
         self.fd = sock.fileno()
         self.reader = FrameReader(limit)
