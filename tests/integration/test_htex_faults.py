@@ -166,9 +166,13 @@ def test_killed_pool_fails_its_tasks_and_its_workers_leave(htex: Any) -> None:
     fut = ex.submit(c)
     events.wait_for(lambda: bool(events.of(TaskStateChanged, c.task_id)))
     worker = events.of(TaskStateChanged, c.task_id)[0].pid
+    t0 = time.monotonic()
     pool_of(worker).kill()
-    with pytest.raises(ManagerLost):
+    with pytest.raises(ManagerLost) as info:
         fut.result(timeout=2 * ex.heartbeat_period + 2)
+    # A local pool's connection closes with it: lost at once, not after missed heartbeats.
+    assert time.monotonic() - t0 < ex.heartbeat_period
+    assert "connection to the interchange closed" in str(info.value)
     assert wait_gone([worker], timeout=3) == []
 
 

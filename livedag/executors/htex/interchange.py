@@ -309,7 +309,7 @@ class Interchange:
         stream = self.peer_streams.get(identity)
         if stream is not None:
             if stream.closed:
-                return False  # gone already (its pool is declared lost when it closed)
+                return False  # gone already; declared lost when its end is read
             if stream.send(frames):
                 self.poller.register(stream.fd, zmq.POLLIN | zmq.POLLOUT)
             return True
@@ -417,6 +417,7 @@ class Interchange:
         with contextlib.suppress(KeyError):
             self.poller.unregister(stream.fd)
         self.peers.pop(stream.fd, None)
+        self.peer_streams.pop(identity, None)  # a send to it now fails as to a gone zmq peer
         stream.close()
         m = self.managers.pop(identity, None)
         if m is None:
@@ -426,8 +427,8 @@ class Interchange:
                      m.name, m.block_id, len(m.in_flight), m.log_path)
         keys = self._pool_gone(m)
         self.to_kernel(ManagerGone(
-            m.name, "its connection closed: the pool process exited or was killed, "
-            f"{silent:.1f} s after its last heartbeat", silent, keys))
+            m.name, "its connection to the interchange closed: the pool process exited or "
+            "was killed", silent, keys))
 
     def _on_report(self, manager: Manager, msg: Report, frames: list[bytes]) -> None:
         manager.lookahead = max(0, msg.lookahead)
