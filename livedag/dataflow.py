@@ -245,7 +245,8 @@ class DataFlowKernel:
         if self.bus.active:
             dep_ids = tuple(d.tid for d in deps if isinstance(d, (AppFuture, DataFuture))
                             ) if deps else ()
-            record.args_summary = ev.summarize_args(record.args, record.kwargs)
+            record.args_summary = (ev.summarize_args(record.args, record.kwargs)
+                                   if record.args or record.kwargs else "")
             self.bus.emit(ev.TaskCreated, time.time(), record.id, record.app_name, record.kind,
                           record.executor, dep_ids, record.origin, record.args_summary)
         if deps:

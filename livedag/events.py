@@ -231,6 +231,10 @@ class Subscription:
         self.queue: list[Any] = []
         self._flushes: list[threading.Event] = []  # markers of flush() calls under way
         self.wakeup = threading.Event()
+        # Set with `wakeup` by the first publisher after a drain, cleared by the delivery
+        # thread after it clears `wakeup`: publishers read this plain attribute instead of
+        # calling wakeup.is_set() (per event, on the engine's hot path).
+        self.woken = False
         self.closed = False
         self.errors = 0
         self.thread = threading.Thread(target=self._run, name=f"livedag-events-{name}", daemon=True)
@@ -243,8 +247,9 @@ class Subscription:
             # Let a burst gather first: while the flag stays set, publishers skip set(),
             # so a busy engine pays one wake-up per batch instead of one per event.
             time.sleep(self.delay)
-            # Clear before draining: an event appended after this line sets it again.
+            # Clear before draining: an event appended after these lines sets it again.
             wakeup.clear()
+            self.woken = False
             # Take what is there in one go. Each of these two lines is one C call under
             # the GIL, and publishers only append at the end, so nothing is lost or split.
             n = len(queue)
@@ -282,6 +287,7 @@ class Subscription:
         """Stop delivering; events already queued are still delivered first."""
         self.bus._remove(self)
         self.closed = True
+        self.woken = True
         self.wakeup.set()
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -293,6 +299,7 @@ class Subscription:
         # _flushes holds no marker.
         self._flushes.append(marker)
         self.queue.append(marker)
+        self.woken = True
         self.wakeup.set()
         return marker.wait(timeout)
 
@@ -330,7 +337,8 @@ class EventBus:
     def publish(self, event: Event) -> None:
         for sub in self._subs:
             sub.queue.append(event)
-            if not sub.wakeup.is_set():
+            if not sub.woken:
+                sub.woken = True
                 sub.wakeup.set()
 
     def emit(self, kind: type[Event], *fields: Any) -> None:
@@ -344,7 +352,8 @@ class EventBus:
         record = (kind, len(fields), *fields)
         for sub in self._subs:
             sub.queue.extend(record)  # one C call: a batch never takes half a record
-            if not sub.wakeup.is_set():
+            if not sub.woken:
+                sub.woken = True
                 sub.wakeup.set()
 
     def flush(self, timeout: float | None = 5.0) -> bool:
