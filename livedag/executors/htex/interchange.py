@@ -133,12 +133,8 @@ class Interchange:
         self.poller = zmq.Poller()
         self.auth: Any = None
         self.monitor: zmq.Socket[bytes] | None = None
-        # Pools on this machine connected over the Unix socket (streams.py), by fd and by
-        # the identity they go by here (as a zmq peer's identity does).
-        self.listener: streams.Listener | None = None
-        self.peers: dict[int, tuple[bytes, streams.Stream]] = {}
-        self.peer_streams: dict[bytes, streams.Stream] = {}
-        self.peer_count = 0
+        # Pools on this machine, connected over the Unix socket (streams.py).
+        self.local: streams.Peers | None = None
 
     def bind(self) -> int:
         sock, cfg = self.sock, self.config
@@ -158,13 +154,14 @@ class Interchange:
         self.poller.register(sock, zmq.POLLIN)
         self.poller.register(self.stdin_fd, zmq.POLLIN)
         if cfg.local_socket and streams.SUPPORTED:
-            self.listener = streams.Listener()
-            self.poller.register(self.listener.fd, zmq.POLLIN)
+            self.local = streams.Peers(self.poller, on_message=self._on_pool_frames,
+                                       on_closed=self._peer_closed, on_rogue=self._rogue,
+                                       log=logger.warning)
         return port
 
     @property
     def local_socket(self) -> str:
-        return self.listener.name if self.listener is not None else ""
+        return self.local.name if self.local is not None else ""
 
     def _start_curve(self, cert_dir: str) -> None:
         import zmq.auth
@@ -306,13 +303,9 @@ class Interchange:
     # --- pool side ----------------------------------------------------------------
 
     def _send(self, identity: bytes, frames: list[bytes]) -> bool:
-        stream = self.peer_streams.get(identity)
-        if stream is not None:
-            if stream.closed:
-                return False  # gone already; declared lost when its end is read
-            if stream.send(frames):
-                self.poller.register(stream.fd, zmq.POLLIN | zmq.POLLOUT)
-            return True
+        local = self.local
+        if local is not None and (stream := local.stream_of(identity)) is not None:
+            return local.write(stream, frames)
         try:
             # copy=False: zmq sends big frames from their buffers, not from copies.
             self.sock.send_multipart([identity, *zmq_parts(frames)], copy=False)
@@ -381,44 +374,10 @@ class Interchange:
         except Exception as exc:  # a registered pool sent nonsense: log, carry on
             self._rogue(identity, f"message that broke its handler: {exc!r}")
 
-    def _accept(self) -> None:
-        assert self.listener is not None
-        for stream, who in self.listener.accept():
-            if stream is None:
-                logger.warning("local socket: refused %s", who)
-                continue
-            self.peer_count += 1
-            identity = f"local-{self.peer_count}".encode()
-            self.peers[stream.fd] = (identity, stream)
-            self.peer_streams[identity] = stream
-            self.poller.register(stream.fd, zmq.POLLIN)
-            logger.debug("local socket: connection %s from %s", identity.decode(), who)
-
-    def _on_peer(self, fd: int, events: int) -> None:
-        identity, stream = self.peers[fd]
-        if events & zmq.POLLOUT and not stream.flush():
-            self.poller.register(fd, zmq.POLLIN)
-        if events & (zmq.POLLIN | zmq.POLLERR):
-            try:
-                records = stream.receive()
-            except ProtocolError as exc:
-                self._rogue(identity, f"unreadable message: {exc}; connection closed")
-                records = None
-                stream.closed = True
-            for frames in records or ():
-                self._on_pool_frames(identity, frames)
-        if stream.closed:
-            self._peer_closed(identity, stream)
-
-    def _peer_closed(self, identity: bytes, stream: streams.Stream) -> None:
+    def _peer_closed(self, identity: bytes) -> None:
         """A pool's connection closed: it exited or was killed (a pool that leaves on its
         own says Goodbye first, and is gone already). Its tasks are lost now, not after
         two missed heartbeats."""
-        with contextlib.suppress(KeyError):
-            self.poller.unregister(stream.fd)
-        self.peers.pop(stream.fd, None)
-        self.peer_streams.pop(identity, None)  # a send to it now fails as to a gone zmq peer
-        stream.close()
         m = self.managers.pop(identity, None)
         if m is None:
             return
@@ -545,9 +504,8 @@ class Interchange:
                                       f"{PROTOCOL_VERSION}: install the same livedag").encode())
             return
         name = f"{msg.host}:{msg.pid}"
-        stream = self.peer_streams.get(identity)
-        if stream is not None:
-            stream.reader.limit = None  # registered: its results may be of any size
+        if self.local is not None:
+            self.local.registered(identity)
         self.managers[identity] = Manager(
             identity, name, msg.host, msg.pid, msg.block_id, max(1, msg.capacity), msg.log_path,
             time.monotonic(),
@@ -628,11 +586,8 @@ class Interchange:
                 self._on_pools()
             if self.monitor is not None and self.monitor in events:
                 self._on_monitor()
-            if self.listener is not None:
-                if self.listener.fd in events:
-                    self._accept()
-                for fd in [fd for fd in events if fd in self.peers]:
-                    self._on_peer(fd, events[fd])
+            if self.local is not None:
+                self.local.handle(events)
             self._dispatch()
         logger.info("interchange stopping: %s", self.stop_reason)
         self.close()
@@ -646,11 +601,8 @@ class Interchange:
             self.sock.disable_monitor()
             self.monitor.close(linger=0)
         self.sock.close(linger=500)
-        for _, stream in list(self.peers.values()):
-            stream.drain(0.5)  # the Stop messages
-            stream.close()
-        if self.listener is not None:
-            self.listener.close()
+        if self.local is not None:
+            self.local.close()
         if self.auth is not None:
             self.auth.stop()
         self.ctx.term()

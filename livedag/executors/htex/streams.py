@@ -1,6 +1,7 @@
 """Pools on the interchange's own machine: a Unix socket instead of zmq.
 
-    interchange: Listener (abstract Unix socket, random name) ──accept──> one Stream per pool
+    interchange: Peers ── Listener (abstract Unix socket, random name)
+                            ──accept──> one Stream per pool, known by an identity
     pool: Stream.connect(name) ──the pipes' records (pack_frames / FrameReader)──> interchange
 
 Why: a zmq message crosses two more threads than a socket write (the sender's and the
@@ -28,13 +29,16 @@ import socket
 import struct
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
-from livedag.executors.htex.protocol import FrameReader, SendBuffer
+from livedag.executors.htex.protocol import FrameReader, ProtocolError, SendBuffer
 
 SOCKET_BUFFER = 4 << 20  # bytes asked for (the system caps it: net.core.wmem_max)
 UNREGISTERED_LIMIT = 1 << 20  # bytes per record before a peer has registered
 SUPPORTED = sys.platform.startswith("linux")
 _PEERCRED = struct.Struct("3i")  # pid, uid, gid
+POLLIN, POLLOUT, POLLERR = select.POLLIN, select.POLLOUT, select.POLLERR  # = zmq's
 
 
 class Stream:
@@ -144,3 +148,95 @@ class Listener:
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self.sock.close()
+
+
+class Peers:
+    """The interchange's side: its Listener and the connections of pools, each known by
+    an identity as a zmq peer is (b"local-N"), so the interchange handles both alike.
+
+    `poller` is the interchange's (zmq.Poller: register/unregister raw fds); `on_message`
+    gets (identity, frames) of each record, `on_closed` the identity of a connection that
+    closed, `on_rogue` (identity, what) for a connection dropped for what it sent.
+    """
+
+    def __init__(self, poller: Any, *, on_message: Callable[[bytes, list[bytes]], None],
+                 on_closed: Callable[[bytes], None], on_rogue: Callable[[bytes, str], None],
+                 log: Callable[[str], None]) -> None:
+        self.listener = Listener()
+        self.poller = poller
+        self.on_message, self.on_closed, self.on_rogue, self.log = (
+            on_message, on_closed, on_rogue, log)
+        self.by_fd: dict[int, tuple[bytes, Stream]] = {}
+        self.by_identity: dict[bytes, Stream] = {}
+        self.count = 0
+        poller.register(self.listener.fd, POLLIN)
+
+    @property
+    def name(self) -> str:
+        return self.listener.name
+
+    def handle(self, events: dict[Any, int]) -> None:
+        """What the poll found for the listener and the connections."""
+        if self.listener.fd in events:
+            self._accept()
+        for fd in [fd for fd in events if fd in self.by_fd]:
+            self._on_events(fd, events[fd])
+
+    def stream_of(self, identity: bytes) -> Stream | None:
+        """The connection of `identity`, or None if it is not one of ours."""
+        return self.by_identity.get(identity)
+
+    def write(self, stream: Stream, frames: list[bytes]) -> bool:
+        """Send a message; False if the connection is closed (as a send to a gone zmq
+        peer fails)."""
+        if stream.closed:
+            return False  # declared lost when its end is read
+        if stream.send(frames):
+            self.poller.register(stream.fd, POLLIN | POLLOUT)
+        return True
+
+    def registered(self, identity: bytes) -> None:
+        """A pool registered on this connection: its records may be of any size."""
+        stream = self.by_identity.get(identity)
+        if stream is not None:
+            stream.reader.limit = None
+
+    def _accept(self) -> None:
+        for stream, who in self.listener.accept():
+            if stream is None:
+                self.log(f"local socket: refused {who}")
+                continue
+            self.count += 1
+            identity = f"local-{self.count}".encode()
+            self.by_fd[stream.fd] = (identity, stream)
+            self.by_identity[identity] = stream
+            self.poller.register(stream.fd, POLLIN)
+
+    def _on_events(self, fd: int, events: int) -> None:
+        identity, stream = self.by_fd[fd]
+        if events & POLLOUT and not stream.flush():
+            self.poller.register(fd, POLLIN)
+        if events & (POLLIN | POLLERR):
+            try:
+                records = stream.receive()
+            except ProtocolError as exc:
+                self.on_rogue(identity, f"unreadable message: {exc}; connection closed")
+                records = None
+                stream.closed = True
+            for frames in records or ():
+                self.on_message(identity, frames)
+        if stream.closed:
+            with contextlib.suppress(KeyError):
+                self.poller.unregister(fd)
+            del self.by_fd[fd]
+            del self.by_identity[identity]  # a send to it now fails as to a gone zmq peer
+            stream.close()
+            self.on_closed(identity)
+
+    def close(self, timeout: float = 0.5) -> None:
+        """Write what waits (Stop messages) for at most `timeout` s, then close all."""
+        deadline = time.monotonic() + timeout
+        for _, stream in self.by_fd.values():
+            stream.drain(max(0.0, deadline - time.monotonic()))
+            stream.close()
+        self.listener.close()
