@@ -202,6 +202,9 @@ class AppFuture(LightFuture):
 
     def _wait(self, wait: Any, timeout: float | None) -> Any:
         if self._state not in _ENDED:
+            helper = getattr(getattr(self.task_record, "exec_fu", None), "wait_here", None)
+            if helper is not None:  # the executor may read the result on this thread
+                helper(self.done, timeout)
             pool = getattr(pool_of_thread, "pool", None)
             if pool is not None:  # a task waits inside a thread pool: see pool_of_thread
                 with pool.waiting():

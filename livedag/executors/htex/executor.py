@@ -81,6 +81,7 @@ logger = logging.getLogger(__name__)
 # task sent, and only then sleeps; busy pipelines never spin (their results arrive back
 # to back). One call at a time (bench.htex latency, A/B on a 2-vCPU VM): ~1,000 -> ~830 µs.
 SPIN_WINDOW = 0.001
+HELPER_CHECK = 0.002  # seconds between the receiver's looks while a waiting thread reads
 START_TIMEOUT = 20.0  # seconds for the interchange to report that it listens
 
 
@@ -215,6 +216,12 @@ class HighThroughputExecutor(Executor):
         self._ix: subprocess.Popen[bytes] | None = None
         self._outbox = pipes.Outbox(self._lock)
         self._receiver: threading.Thread | None = None
+        # Who reads the interchange's pipe: the receiver thread, or a thread that waits
+        # for a result and reads it itself (wait_here) while `_helpers` > 0.
+        self._rx = threading.Condition(threading.RLock())
+        self._helpers = 0
+        self._rx_pipe: tuple[FrameReader, int] | None = None
+        self._rx_eof = False
         self._failure: ExecutorError | None = None
         self._stopping = False
         self.port = 0
@@ -432,23 +439,83 @@ class HighThroughputExecutor(Executor):
         os.set_blocking(fd, False)
         poll = select.poll()  # not select(): a notebook may hold more than 1024 files
         poll.register(fd, select.POLLIN)
+        self._rx_pipe = (reader, fd)
+        rx = self._rx
         try:
             while True:
-                try:
-                    records = reader.read(fd)
-                except BlockingIOError:
-                    self._wait_readable(poll)
-                    continue
-                if records is None:
+                with rx:
+                    while self._helpers and not self._rx_eof:
+                        rx.wait(HELPER_CHECK)  # a waiting thread reads for us meanwhile
+                    if self._rx_eof:
+                        break
+                    got = self._read_and_handle(reader, fd)
+                if got is None:
                     break
-                for frames in records:
-                    self._handle(decode(frames))
+                if not got:
+                    self._wait_readable(poll)
         except Exception as exc:
             logger.exception("%s: receiver failed", self.label)
             self._fail_all(ExecutorError(self.label, f"its receiver thread failed: {exc!r}"))
             return
         if not self._stopping:
             self._fail_all(ExecutorError(self.label, self._interchange_death("exited")))
+
+    def _read_and_handle(self, reader: FrameReader, fd: int) -> int | None:
+        """Read what the interchange wrote and act on it (the caller holds `_rx`): how
+        many records came, None at the end of the pipe."""
+        try:
+            records = reader.read(fd)
+        except BlockingIOError:
+            return 0
+        if records is None:
+            self._rx_eof = True
+            return None
+        for frames in records:
+            self._handle(decode(frames))
+        return len(records)
+
+    def wait_here(self, done: Callable[[], bool], timeout: float | None = None) -> None:
+        """Called by a thread about to wait for a try of this executor: while few tasks
+        are outstanding it reads the interchange's pipe itself for up to SPIN_WINDOW,
+        instead of sleeping until the receiver thread wakes it. A result a fraction of a
+        millisecond away then costs no hand-over between threads, and the waiting thread
+        keeps its CPU busy, so the interchange, the pools and the workers run on the
+        other CPUs instead of sharing one with it (on a 2-vCPU VM the scheduler otherwise
+        often puts the kernel's main thread on the same CPU as all of them)."""
+        pipe = self._rx_pipe
+        if (pipe is None or not SPIN_WINDOW or self._rx_eof or self._failure is not None
+                or threading.current_thread() is self._receiver
+                or len(self._futures) > self._workers_seen):
+            return
+        window = SPIN_WINDOW if timeout is None else min(SPIN_WINDOW, timeout)
+        if window <= 0:
+            return
+        reader, fd = pipe
+        poll = select.poll()
+        poll.register(fd, select.POLLIN)
+        rx = self._rx
+        deadline = time.perf_counter() + window
+        with rx:
+            self._helpers += 1
+        try:
+            while not done() and time.perf_counter() < deadline:
+                if not poll.poll(0):
+                    continue  # releases the GIL while it asks
+                with rx:
+                    if self._read_and_handle(reader, fd) is None:
+                        return  # the receiver ends the executor's futures
+        except Exception as exc:
+            logger.exception("%s: reading the interchange's pipe failed", self.label)
+            self._fail_all(ExecutorError(self.label, f"reading its pipe failed: {exc!r}"))
+        finally:
+            with rx:
+                self._helpers -= 1
+                if not done():
+                    # Giving up (a longer task, or the pipe's end): the receiver takes
+                    # over now, not at its next look. Done: it looks by itself soon, and
+                    # in a cell that waits for each result in turn this thread is back
+                    # before then, so waking it each time would only cost.
+                    rx.notify()
 
     def _wait_readable(self, poll: select.poll) -> None:
         """Block until the interchange writes to us. While at most one task per worker is
@@ -463,6 +530,8 @@ class HighThroughputExecutor(Executor):
         outbox = self._outbox
         deadline = time.perf_counter() + SPIN_WINDOW
         while not poll.poll(0):  # releases the GIL: the kernel's other threads run
+            if self._helpers:
+                return  # a waiting thread reads now (wait_here)
             now = time.perf_counter()
             if now >= deadline:
                 deadline = outbox.last_send + SPIN_WINDOW  # a task sent while we spun
@@ -682,6 +751,10 @@ class _Try(LightFuture):
         if self.executor is None or self.done():
             return super().cancel()
         return self.executor._withdraw(self.key)
+
+    def wait_here(self, done: Callable[[], bool], timeout: float | None) -> None:
+        if self.executor is not None and not self.done():
+            self.executor.wait_here(done, timeout)
 
 
 _RUNNING = TaskState.RUNNING
