@@ -504,3 +504,18 @@ def test_waiters_that_give_up_reading_still_get_their_results_at_once(load: Any)
     for t in threads:
         t.join(60)
     assert results == {k: [k + i for i in range(30)] for k in range(4)}
+
+
+def test_a_done_callback_may_wait_for_another_result(load: Any) -> None:
+    load(workers=2)
+    first, second = add_after(1, 1, 0.05), add_after(2, 2, 0.3)
+    got: list[int] = []
+    # Runs on the thread that handles first's result, which must then also read
+    # second's (before: the receiver thread waited for itself, until the timeout).
+    first.add_done_callback(lambda f: got.append(second.result(timeout=20)))
+    assert first.result(timeout=20) == 2
+    deadline = time.monotonic() + 20
+    while not got and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert got == [4]
+    assert add_after(5, 5).result(timeout=20) == 10  # and everything carries on

@@ -170,3 +170,4 @@ def test_stream_reader_limit_is_checked_in_every_reading_path() -> None:
     assert split.feed(head[:5]) == []  # a size cut between reads is checked once whole
     with pytest.raises(ProtocolError):
         split.feed(head[5:])
+

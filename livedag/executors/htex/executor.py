@@ -24,6 +24,7 @@ the ones that have no effect here are listed in `IGNORED_PARAMETERS` (parameters
 from __future__ import annotations
 
 import codecs
+import collections
 import contextlib
 import dataclasses
 import logging
@@ -222,6 +223,8 @@ class HighThroughputExecutor(Executor):
         self._helpers = 0
         self._rx_pipe: tuple[FrameReader, int] | None = None
         self._rx_eof = False
+        self._rx_backlog: collections.deque[list[bytes]] = collections.deque()
+        self._rx_handler = 0  # the thread handling what came, while it does
         self._failure: ExecutorError | None = None
         self._stopping = False
         self.port = 0
@@ -470,8 +473,16 @@ class HighThroughputExecutor(Executor):
         if records is None:
             self._rx_eof = True
             return None
-        for frames in records:
-            self._handle(decode(frames))
+        # In order, through one queue: a callback that waits for another result reads
+        # and handles on this same thread (the lock is reentrant), after what is queued.
+        backlog = self._rx_backlog
+        backlog.extend(records)
+        outer, self._rx_handler = self._rx_handler, threading.get_ident()
+        try:
+            while backlog:
+                self._handle(decode(backlog.popleft()))
+        finally:
+            self._rx_handler = outer
         return len(records)
 
     def wait_here(self, done: Callable[[], bool], timeout: float | None = None) -> None:
@@ -481,13 +492,20 @@ class HighThroughputExecutor(Executor):
         millisecond away then costs no hand-over between threads, and the waiting thread
         keeps its CPU busy, so the interchange, the pools and the workers run on the
         other CPUs instead of sharing one with it (on a 2-vCPU VM the scheduler otherwise
-        often puts the kernel's main thread on the same CPU as all of them)."""
+        often puts the kernel's main thread on the same CPU as all of them).
+
+        A callback of ours that waits (a done-callback calling result(), on the thread
+        that handles what came) is the only one who can read meanwhile: it reads until
+        its result is there, or its timeout."""
         pipe = self._rx_pipe
-        if (pipe is None or not SPIN_WINDOW or self._rx_eof or self._failure is not None
-                or threading.current_thread() is self._receiver
-                or len(self._futures) > self._workers_seen):
+        if pipe is None or self._rx_eof or self._failure is not None:
             return
-        window = SPIN_WINDOW if timeout is None else min(SPIN_WINDOW, timeout)
+        nested = self._rx_handler == threading.get_ident()
+        if not nested and (not SPIN_WINDOW or threading.current_thread() is self._receiver
+                           or len(self._futures) > self._workers_seen):
+            return
+        limit = math.inf if nested else SPIN_WINDOW
+        window = limit if timeout is None else min(limit, timeout)
         if window <= 0:
             return
         reader, fd = pipe
@@ -498,10 +516,11 @@ class HighThroughputExecutor(Executor):
         with rx:
             self._helpers += 1
         try:
-            while not done() and time.perf_counter() < deadline:
-                if not poll.poll(0):
-                    continue  # releases the GIL while it asks
-                with rx:
+            while not done() and (now := time.perf_counter()) < deadline:
+                # Spin (poll(0) releases the GIL while it asks); nested: sleep in poll.
+                if not poll.poll(min(50.0, (deadline - now) * 1000) if nested else 0):
+                    continue
+                with rx, pipes.interrupts_after():
                     if self._read_and_handle(reader, fd) is None:
                         return  # the receiver ends the executor's futures
         except Exception as exc:

@@ -1,6 +1,7 @@
 """The kernel's end of its pipes to the interchange: the process is started here, handed
 its config, and awaited until it listens; after that, everything the kernel sends goes
-through one Outbox, in order. (The executor's receiver thread reads the rest of stdout.)
+through one Outbox, in order. (The executor's receiver thread reads the rest of stdout,
+or a thread that waits for a result reads it, inside `interrupts_after`.)
 
     spawn ──> interchange process: stdin and stdout are our pipes, stderr a file
     connect ──InterchangeConfig──> stdin;  stdout ──Ready(port)──> wait_ready
@@ -19,10 +20,12 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 
 from livedag.executors.htex.blocks import env_with_livedag
 from livedag.executors.htex.protocol import (
@@ -176,3 +179,24 @@ def records(items: list[Item]) -> SendBuffer:
     if keys:
         out.add_record(TaskBatch(keys, payloads).encode())
     return out
+
+
+@contextlib.contextmanager
+def interrupts_after() -> Iterator[None]:
+    """On the main thread: a SIGINT (Jupyter's "interrupt the kernel", Ctrl-C) that comes
+    during the block is raised again when the block is done, so a KeyboardInterrupt never
+    cuts the handling of the interchange's messages in two (a future set, its callbacks
+    not run: a task that never ends). Elsewhere, and where handlers cannot be set, it
+    does nothing: signals only ever interrupt the main thread."""
+    caught: list[int] = []
+    try:
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    except ValueError:  # not the main thread (or interpreter)
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            signal.raise_signal(signal.SIGINT)  # now, to the handler the user had
