@@ -83,19 +83,21 @@ def test_records_cross_both_ways_and_big_ones_are_flushed_in_pieces(ix: Intercha
     (identity,) = ix.peers.by_identity
     ix.peers.registered(identity)  # a registered pool may send records of any size
 
-    big = bytes(range(256)) * (12 << 10)  # 3 MiB: more than one socket buffer's worth
-    pending = pool.send([b"report", b"{}", big])
-    while pending:  # what the pool's loop does on POLLOUT
+    big = bytes(range(256)) * (64 << 10)  # 16 MiB: more than a socket buffer holds
+    pool_poller = Poller()
+    pool.send([b"report", b"{}", big], pool_poller)
+    assert pool_poller.flags[pool.fd] & select.POLLOUT  # the rest waits for the socket
+    while pool.out:  # what the pool's loop does on POLLOUT
         ix.peers.handle(ix.poller.poll(10))
-        select.select([], [pool.fd], [], 1.0)
-        pending = pool.flush()
+        pool.on_poll(select.POLLOUT, pool_poller)
+    assert pool_poller.flags[pool.fd] == select.POLLIN
     ix.turn(lambda: ix.messages)
     assert ix.messages == [(identity, [b"report", b"{}", big])]
 
     stream = ix.peers.stream_of(identity)
     assert stream is not None
     for i in range(3):
-        assert ix.peers.write(stream, [b"tasks", str(i).encode(), big[: 1000 * i]])
+        assert ix.peers.send(identity, [b"tasks", str(i).encode(), big[: 1000 * i]])
     while stream.out:
         ix.peers.handle(ix.poller.poll(10))
         receive_all(pool, 0)
@@ -111,7 +113,7 @@ def test_a_record_over_the_limit_closes_an_unregistered_peer_before_allocating(
     ix.turn(lambda: ix.peers.by_identity)
     (identity,) = ix.peers.by_identity
     # Within the limit: handed on (the interchange then checks it is a Register).
-    rogue.send([b"garbage"])
+    rogue.send([b"garbage"], Poller())
     ix.turn(lambda: ix.messages)
     # A size of 2**60 bytes: refused from its first 8 bytes.
     rogue.out.append(struct.pack("<Q", 1 << 60) + b"x" * 64)
@@ -131,20 +133,19 @@ def test_a_peer_that_goes_away_is_reported_once_and_sends_to_it_fail(ix: Interch
     (identity,) = ix.peers.by_identity
     stream = ix.peers.stream_of(identity)
     assert stream is not None
-    pool.send([b"hb", b"{}"])
+    pool.send([b"hb", b"{}"], Poller())
     pool.close()  # the pool process is killed: its end closes
     ix.turn(lambda: ix.closed)
     assert ix.messages == [(identity, [b"hb", b"{}"])]  # what it sent first still counts
     assert ix.closed == [identity]
-    assert not ix.peers.write(stream, [b"stop", b"{}"])
+    assert not ix.peers.send(identity, [b"stop", b"{}"])
 
 
 def test_the_last_words_of_a_closing_end_are_written_before_it_closes(ix: Interchange) -> None:
     pool = streams.Stream.connect(ix.peers.name)
     ix.turn(lambda: ix.peers.by_identity)
     stop = [b"stop", b"x" * (8 << 20)]  # more than the socket holds at once
-    stream = ix.peers.stream_of(next(iter(ix.peers.by_identity)))
-    assert stream is not None and ix.peers.write(stream, stop)
+    assert ix.peers.send(next(iter(ix.peers.by_identity)), stop)
     got: list[list[bytes]] = []
     reader = threading.Thread(target=lambda: got.extend(receive_all(pool, 1)))
     reader.start()

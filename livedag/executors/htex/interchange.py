@@ -303,9 +303,8 @@ class Interchange:
     # --- pool side ----------------------------------------------------------------
 
     def _send(self, identity: bytes, frames: list[bytes]) -> bool:
-        local = self.local
-        if local is not None and (stream := local.stream_of(identity)) is not None:
-            return local.write(stream, frames)
+        if self.local is not None and (sent := self.local.send(identity, frames)) is not None:
+            return sent
         try:
             # copy=False: zmq sends big frames from their buffers, not from copies.
             self.sock.send_multipart([identity, *zmq_parts(frames)], copy=False)

@@ -229,8 +229,8 @@ class Pool:
         stream = self.stream
         if stream is None:
             self.sock.send_multipart(zmq_parts(frames), copy=False)  # big frames: not copied
-        elif stream.send(frames):
-            self.poller.register(stream.fd, zmq.POLLIN | zmq.POLLOUT)  # the rest: _on_stream
+        else:
+            stream.send(frames, self.poller)
         self.last_sent = time.monotonic()
 
     def _on_interchange(self) -> None:
@@ -252,11 +252,8 @@ class Pool:
     def _on_stream(self, events: int) -> None:
         stream = self.stream
         assert stream is not None
-        if events & zmq.POLLOUT and not stream.flush():
-            self.poller.register(stream.fd, zmq.POLLIN)
-        if events & (zmq.POLLIN | zmq.POLLERR):
-            for frames in stream.receive() or ():
-                self._on_message(frames)
+        for frames in stream.on_poll(events, self.poller):
+            self._on_message(frames)
         if stream.closed and not self.stop_reason:
             self.stop_reason = "the interchange closed its connection (it exited)"
 

@@ -184,9 +184,8 @@ class FrameReader:
         # its first 8 bytes must not make us allocate what they claim.
         self.limit = limit
 
-    def _check(self, size: int) -> None:
-        if self.limit is not None and size > self.limit:
-            raise ProtocolError(f"a record of {size} bytes (at most {self.limit} accepted)")
+    def _refuse(self, size: int) -> None:
+        raise ProtocolError(f"a record of {size} bytes (at most {self.limit} accepted)")
 
     def read(self, fd: int) -> list[list[bytes]] | None:
         """Read what `fd` has and return the complete records; None at end of file.
@@ -194,7 +193,8 @@ class FrameReader:
         buf = self._buf
         if self._big is None and len(buf) >= 8:
             size: int = _U64.unpack_from(buf, 0)[0]
-            self._check(size)
+            if self.limit is not None and size > self.limit:
+                self._refuse(size)
             if size >= BIG_RECORD:
                 self._big = bytearray(8 + size)
                 self._big[: len(buf)] = buf
@@ -220,20 +220,24 @@ class FrameReader:
         return [_split(view, 8, len(big), view_from=BIG_FRAME)]
 
     def feed(self, data: bytes) -> list[list[bytes]]:
-        buf = self._buf
+        buf, limit = self._buf, self.limit
         if buf:  # a record was cut between reads
             buf += data
-            if len(buf) >= 8:
-                self._check(_U64.unpack_from(buf, 0)[0])
-            if len(buf) < 8 or len(buf) - 8 < _U64.unpack_from(buf, 0)[0]:
+            if len(buf) < 8:
                 return []  # its rest has still not come
+            (size,) = _U64.unpack_from(buf, 0)
+            if limit is not None and size > limit:
+                self._refuse(size)
+            if len(buf) - 8 < size:
+                return []
             data = bytes(buf)
             buf.clear()
         out: list[list[bytes]] = []
         pos, end = 0, len(data)
         while end - pos >= 8:
             (size,) = _U64.unpack_from(data, pos)
-            self._check(size)
+            if limit is not None and size > limit:
+                self._refuse(size)
             if end - pos - 8 < size:
                 break
             out.append(_split(data, pos + 8, pos + 8 + size))

@@ -67,11 +67,22 @@ class Stream:
             raise
         return cls(sock)
 
-    def send(self, frames: list[bytes]) -> bool:
-        """Queue one message and write what the socket takes now; True while some of it
-        still waits (the caller then polls for POLLOUT and calls `flush`)."""
+    def send(self, frames: list[bytes], poller: Any) -> None:
+        """Queue one message and write what the socket takes now; if some of it still
+        waits, `poller` is asked for POLLOUT too (see on_poll)."""
         self.out.add_record(frames)
-        return self.flush()
+        if self.flush():
+            poller.register(self.fd, POLLIN | POLLOUT)
+
+    def on_poll(self, events: int, poller: Any) -> list[list[bytes]]:
+        """What one poll found: write what waits (POLLIN only again once all is
+        written), and return the records that came. `closed` says if the peer left;
+        ProtocolError for a record over the reader's limit."""
+        if events & POLLOUT and not self.flush():
+            poller.register(self.fd, POLLIN)
+        if events & (POLLIN | POLLERR):
+            return self.receive() or []
+        return []
 
     def flush(self) -> bool:
         if self.closed:
@@ -186,13 +197,14 @@ class Peers:
         """The connection of `identity`, or None if it is not one of ours."""
         return self.by_identity.get(identity)
 
-    def write(self, stream: Stream, frames: list[bytes]) -> bool:
-        """Send a message; False if the connection is closed (as a send to a gone zmq
-        peer fails)."""
-        if stream.closed:
-            return False  # declared lost when its end is read
-        if stream.send(frames):
-            self.poller.register(stream.fd, POLLIN | POLLOUT)
+    def send(self, identity: bytes, frames: list[bytes]) -> bool | None:
+        """Send a message to `identity`: None if it is not one of ours (a zmq peer, or
+        one whose connection has closed), False if its connection is closing (as a send
+        to a gone zmq peer fails)."""
+        stream = self.by_identity.get(identity)
+        if stream is None or stream.closed:
+            return None if stream is None else False  # closing: lost when its end is read
+        stream.send(frames, self.poller)
         return True
 
     def registered(self, identity: bytes) -> None:
@@ -214,17 +226,14 @@ class Peers:
 
     def _on_events(self, fd: int, events: int) -> None:
         identity, stream = self.by_fd[fd]
-        if events & POLLOUT and not stream.flush():
-            self.poller.register(fd, POLLIN)
-        if events & (POLLIN | POLLERR):
-            try:
-                records = stream.receive()
-            except ProtocolError as exc:
-                self.on_rogue(identity, f"unreadable message: {exc}; connection closed")
-                records = None
-                stream.closed = True
-            for frames in records or ():
-                self.on_message(identity, frames)
+        try:
+            records = stream.on_poll(events, self.poller)
+        except ProtocolError as exc:
+            self.on_rogue(identity, f"unreadable message: {exc}; connection closed")
+            records = []
+            stream.closed = True
+        for frames in records:
+            self.on_message(identity, frames)
         if stream.closed:
             with contextlib.suppress(KeyError):
                 self.poller.unregister(fd)
