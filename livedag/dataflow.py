@@ -194,8 +194,11 @@ class DataFlowKernel:
             t = record.tries[-1]
             t.started, t.host, t.pid = event.time, event.host, event.pid  # type: ignore[attr-defined]
             t.block_id, t.job_id = event.block_id, event.job_id  # type: ignore[attr-defined]
-        if self.bus.active:
-            self.bus.publish(event)
+        bus = self.bus
+        if bus.active:
+            bus.log.append(event)  # bus.publish(event), inline (see EventBus)
+            if bus.asleep:
+                bus.wake()
 
     # ------------------------------------------------------------ submit
     def submit(self, app: AppBase, args: tuple[Any, ...], kwargs: dict[str, Any]) -> AppFuture:
@@ -242,13 +245,18 @@ class DataFlowKernel:
     def _enter(self, record: TaskRecord, fut: AppFuture) -> AppFuture:
         deps = gather(record.args, record.kwargs, self._resolver)
         self.tasks[record.id] = record
-        if self.bus.active:
+        bus = self.bus
+        if bus.active:
             dep_ids = tuple(d.tid for d in deps if isinstance(d, (AppFuture, DataFuture))
                             ) if deps else ()
             record.args_summary = (ev.summarize_args(record.args, record.kwargs)
                                    if record.args or record.kwargs else "")
-            self.bus.emit(ev.TaskCreated, time.time(), record.id, record.app_name, record.kind,
-                          record.executor, dep_ids, record.origin, record.args_summary)
+            # bus.emit(TaskCreated, ...), inline (see EventBus)
+            bus.log += (ev.TaskCreated, 8, time.time(), record.id, record.app_name,
+                        record.kind, record.executor, dep_ids, record.origin,
+                        record.args_summary)
+            if bus.asleep:
+                bus.wake()
         if deps:
             record.depends_on = deps
             # One extra count while callbacks are added: an input that is already done
@@ -336,8 +344,11 @@ class DataFlowKernel:
         check_move(record.id, record.state, new)
         record.state = new
         record.shown = None  # (a try launched ahead ends shown, whatever its end)
-        if self.bus.active:
-            self.bus.emit(ev.TaskStateChanged, time.time(), record.id, new, record.try_number)
+        bus = self.bus
+        if bus.active:  # bus.emit(TaskStateChanged, ...), inline (see EventBus)
+            bus.log += (ev.TaskStateChanged, 4, time.time(), record.id, new, record.try_number)
+            if bus.asleep:
+                bus.wake()
 
     def _dep_done(self, record: TaskRecord, _dep: Future[Any] | None) -> None:
         with self._lock:

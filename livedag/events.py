@@ -1,16 +1,16 @@
 """The event stream between the engine and everything that watches it.
 
-    DataFlowKernel ──emit(kind, fields)──> EventBus ──> [subscriber queue] ──thread──> callback
-    executors ───────publish(event)──────┘        └──> [subscriber queue] ──thread──> callback
+    DataFlowKernel ──records (inline)──> EventBus.log ──cursor──> thread ──> callback
+    executors ───────publish(event)─────┘           └──cursor──> thread ──> callback
 
-Events are frozen dataclasses. `publish` (an Event) and `emit` (its class and fields, built
-when a subscriber reads it: see Batch) only append to each subscriber's queue, so the
-engine never waits for a subscriber: each subscriber has its own delivery thread, gets
-events in the order each publisher made them (a task's events always in order; events
-of two threads publishing at once may interleave differently for two subscribers), in
-batches when it falls behind, and a subscriber that raises is logged
-and keeps receiving. The widget, the run record, the headless summary and the tests all
-read this one stream.
+Events are frozen dataclasses. Publishers only append to one log, whatever the number of
+subscribers: `publish` an Event, or `emit` its class and fields (built when a subscriber
+reads it: see Batch); the kernel writes emit()'s record inline on its hot path. So the
+engine never waits for a subscriber: each subscriber reads the log from its own cursor on
+its own delivery thread, gets events in the order they were appended (a task's events
+always in order), in batches when it falls behind, and a subscriber that raises is logged
+and keeps receiving. What every subscriber has read is cut off the log. The widget, the
+run record, the headless summary and the tests all read this one stream.
 """
 
 from __future__ import annotations
@@ -160,11 +160,11 @@ Callback = Callable[[Sequence[Event]], None]
 class Batch(Sequence[Event]):
     """The events one delivery hands a subscriber, in the order they were published.
 
-    The kernel queues its own events as records (the class, the number of fields, the
+    The kernel logs its own events as records (the class, the number of fields, the
     fields: values the garbage collector does not track), and each is built into its
-    Event here, when the subscriber reads it. An Event object that waited in the queue
+    Event here, when the subscriber reads it. An Event object that waited in the log
     instead would be counted by the collector when made and uncounted when freed, in
-    bulk, on this thread, after a collection had already reset the count: queued events
+    bulk, on this thread, after a collection had already reset the count: logged events
     made the engine's collections come more often, the full ones too (bench/monitoring.py:
     more than half the price of a null subscriber). Read it once with `for`; indexing or
     len() builds and keeps the whole list.
@@ -204,7 +204,7 @@ class Batch(Sequence[Event]):
 
 
 def _build(items: list[Any]) -> Iterator[Event]:
-    """The events of a queue's items: Event objects as they are, records built."""
+    """The events of a run of log items: Event objects as they are, records built."""
     i, n = 0, len(items)
     while i < n:
         item = items[i]
@@ -218,59 +218,52 @@ def _build(items: list[Any]) -> Iterator[Event]:
 
 
 class Subscription:
-    """One subscriber: its queue and its delivery thread."""
+    """One subscriber: where it has read the bus's log up to, and its delivery thread."""
 
     def __init__(self, bus: EventBus, callback: Callback, name: str, delay: float) -> None:
         self.bus = bus
         self.delay = delay
         self.callback = callback
         self.name = name
-        # A list, not a deque: publishers append at the end, the delivery thread takes a
-        # whole batch with two C-level slice operations instead of a pop per event.
-        # Items are Event objects, flush markers, and records laid end to end (emit()).
-        self.queue: list[Any] = []
-        self._flushes: list[threading.Event] = []  # markers of flush() calls under way
+        self.cursor = bus._first()  # the log's index (counted from its start) to read from
+        self.stop = 1 << 62  # ... and to read up to: set by close()
+        self._flushes: list[tuple[int, threading.Event]] = []  # (log index, set when read)
         self.wakeup = threading.Event()
-        # Set with `wakeup` by the first publisher after a drain, cleared by the delivery
-        # thread after it clears `wakeup`: publishers read this plain attribute instead of
-        # calling wakeup.is_set() (per event, on the engine's hot path).
-        self.woken = False
+        # True while the thread waits for a publisher; read by EventBus.wake.
+        self.asleep = False
         self.closed = False
         self.errors = 0
         self.thread = threading.Thread(target=self._run, name=f"livedag-events-{name}", daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
-        queue, wakeup, flushes = self.queue, self.wakeup, self._flushes
+        bus, wakeup = self.bus, self.wakeup
         while True:
-            wakeup.wait()
-            # Let a burst gather first: while the flag stays set, publishers skip set(),
-            # so a busy engine pays one wake-up per batch instead of one per event.
+            if not self._behind():
+                # Asleep first, then one more look: a publisher that appended before the
+                # flags were up is seen here; one after them sees the flags and wakes us.
+                wakeup.clear()
+                self.asleep = True
+                bus.asleep = True
+                if self._behind() or self.closed or self._flushes:
+                    self.asleep = False
+                else:
+                    wakeup.wait()
+            # Let a burst gather first: while this thread sleeps here, publishers only
+            # append, so a busy engine pays one wake-up per batch instead of one per event.
             time.sleep(self.delay)
-            # Clear before draining: an event appended after these lines sets it again.
-            wakeup.clear()
-            self.woken = False
-            # Take what is there in one go. Each of these two lines is one C call under
-            # the GIL, and publishers only append at the end, so nothing is lost or split.
-            n = len(queue)
-            batch = queue[:n]
-            del queue[:n]
-            if flushes:  # someone waits in flush(): deliver up to each marker, then set it
-                self._deliver_marked(batch)
-            else:
-                self._deliver(batch)
-            if self.closed and not queue:
+            self._deliver(bus._read(self))
+            if self._flushes:
+                done = [f for f in self._flushes if f[0] <= self.cursor or self.cursor >= self.stop]
+                for f in done:
+                    self._flushes.remove(f)
+                    f[1].set()
+            if self.closed and not self._behind():
+                self.bus._gone(self)
                 return
 
-    def _deliver_marked(self, batch: list[Any]) -> None:
-        start = 0
-        for i, item in enumerate(batch):
-            if type(item) is threading.Event:
-                self._deliver(batch[start:i])
-                item.set()
-                self._flushes.remove(item)
-                start = i + 1
-        self._deliver(batch[start:] if start else batch)
+    def _behind(self) -> bool:
+        return self.cursor < min(self.bus._end(), self.stop)
 
     def _deliver(self, batch: list[Any]) -> None:
         if not batch:
@@ -284,35 +277,47 @@ class Subscription:
                 logger.exception("event subscriber %r failed (%d times)", self.name, self.errors)
 
     def close(self) -> None:
-        """Stop delivering; events already queued are still delivered first."""
+        """Stop delivering; events already published are still delivered first."""
         self.bus._remove(self)
         self.closed = True
-        self.woken = True
+        self.asleep = False
         self.wakeup.set()
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every event published before this call has been delivered."""
         if not self.thread.is_alive():
-            return not self.queue
-        marker = threading.Event()
-        # Known as a flush before it is queued: a batch taken without seeing it in
-        # _flushes holds no marker.
-        self._flushes.append(marker)
-        self.queue.append(marker)
-        self.woken = True
+            return not self._behind()
+        done = threading.Event()
+        self._flushes.append((self.bus._end(), done))
+        self.asleep = False
         self.wakeup.set()
-        return marker.wait(timeout)
+        return done.wait(timeout)
 
 
 class EventBus:
-    """Fan-out of events to subscribers, never blocking the publisher."""
+    """Fan-out of events to subscribers, never blocking the publisher.
+
+    One log for every subscriber: publishers append to `log` (one C call per event, made
+    once however many subscribers there are), each subscriber's thread reads from its own
+    cursor, and what every subscriber has read is cut off the front. The kernel appends
+    its records inline on its hot path:
+
+        if bus.active:
+            bus.log += (Kind, number of fields, *fields)   # see emit()
+            if bus.asleep:
+                bus.wake()
+    """
 
     def __init__(self) -> None:
-        self._subs: tuple[Subscription, ...] = ()
-        self._lock = threading.Lock()
-        # True when someone listens: the kernel builds no events otherwise. An attribute,
-        # not a property: the kernel reads it a few times per task.
+        self._subs: tuple[Subscription, ...] = ()  # those that get new events
+        self._readers: tuple[Subscription, ...] = ()  # and those still reading (closing)
+        self._lock = threading.Lock()  # readers (cursors, trimming), not publishers
+        self.log: list[Any] = []
+        self._base = 0  # the log index of log[0]: what every subscriber has read is gone
+        # True when someone listens: the kernel builds no events otherwise. Attributes,
+        # not properties: the kernel reads them a few times per task.
         self.active = False
+        self.asleep = False  # some subscriber waits for a publisher to wake it
 
     def subscribe(
         self, callback: Callback, *, name: str = "", delay: float = BATCH_DELAY
@@ -323,38 +328,75 @@ class EventBus:
         in a hurry (a store on disk) passes more, and costs the engine less.
         """
         label = name or getattr(callback, "__qualname__", "subscriber")
-        sub = Subscription(self, callback, label, delay)
         with self._lock:
+            sub = Subscription(self, callback, label, delay)
             self._subs = (*self._subs, sub)
+            self._readers = (*self._readers, sub)
             self.active = True
         return sub
 
-    def _remove(self, sub: Subscription) -> None:
+    def _end(self) -> int:
+        return self._base + len(self.log)
+
+    def _first(self) -> int:
+        """Where a new subscriber starts reading: at what is published from now on."""
+        return self._end()
+
+    def _read(self, sub: Subscription) -> list[Any]:
+        """What `sub` has not read yet; the front every subscriber has read is dropped."""
+        log = self.log
         with self._lock:
+            # Each slice is one C call under the GIL, and publishers only append whole
+            # records at the end: nothing is split or lost.
+            end = min(len(log), sub.stop - self._base)
+            items = log[sub.cursor - self._base:end]
+            sub.cursor = self._base + end
+            self._trim()
+        return items
+
+    def _trim(self) -> None:
+        """Drop what every subscriber has read (with the lock held)."""
+        low = min((s.cursor for s in self._readers), default=self._end()) - self._base
+        if low > 0:
+            del self.log[:low]
+            self._base += low
+
+    def _remove(self, sub: Subscription) -> None:
+        """`sub` closes: it gets no more events, and reads up to here before it stops."""
+        with self._lock:
+            sub.stop = self._end()
             self._subs = tuple(s for s in self._subs if s is not sub)
             self.active = bool(self._subs)
 
-    def publish(self, event: Event) -> None:
+    def _gone(self, sub: Subscription) -> None:
+        """`sub`'s thread has read up to its stop: its cursor no longer holds the log."""
+        with self._lock:
+            self._readers = tuple(s for s in self._readers if s is not sub)
+            self._trim()
+
+    def wake(self) -> None:
+        """Wake the subscribers that wait for events (a publisher saw `asleep`)."""
+        self.asleep = False
         for sub in self._subs:
-            sub.queue.append(event)
-            if not sub.woken:
-                sub.woken = True
+            if sub.asleep:
+                sub.asleep = False
                 sub.wakeup.set()
+
+    def publish(self, event: Event) -> None:
+        self.log.append(event)
+        if self.asleep:
+            self.wake()
 
     def emit(self, kind: type[Event], *fields: Any) -> None:
         """Publish `kind(*fields)`; subscribers build it when they read it (see Batch).
 
-        For the kernel's own events, on its hot path. The fields wait in the queues until
-        delivered, so they should be values not made for this event alone, or ones the
-        garbage collector does not track: numbers, strings, None, enum members, tuples
-        of numbers.
+        The fields wait in the log until delivered, so they should be values not made
+        for this event alone, or ones the garbage collector does not track: numbers,
+        strings, None, enum members, tuples of numbers.
         """
-        record = (kind, len(fields), *fields)
-        for sub in self._subs:
-            sub.queue.extend(record)  # one C call: a batch never takes half a record
-            if not sub.woken:
-                sub.woken = True
-                sub.wakeup.set()
+        self.log += (kind, len(fields), *fields)  # one C call: no half record is read
+        if self.asleep:
+            self.wake()
 
     def flush(self, timeout: float | None = 5.0) -> bool:
         """Wait until every subscriber has handled every event published so far."""

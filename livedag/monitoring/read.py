@@ -319,13 +319,18 @@ class _ReplayBus(ev.EventBus):
 
     def __init__(self, events: list[ev.Event]) -> None:
         super().__init__()
-        self.events = events
+        self.log.extend(events)  # kept: nothing is published after them
+
+    def _first(self) -> int:
+        return 0  # every subscriber reads the whole run
+
+    def _trim(self) -> None:
+        pass
 
     def subscribe(
         self, callback: ev.Callback, *, name: str = "", delay: float = ev.BATCH_DELAY
     ) -> ev.Subscription:
         sub = super().subscribe(callback, name=name, delay=delay)
-        sub.queue.extend(self.events)
         # Delivered before this returns (on the subscriber's own thread, as always), so a
         # view drawn right after subscribing already shows the whole run.
         sub.flush(30.0)

@@ -122,6 +122,62 @@ def test_closed_subscription_gets_nothing_more(recorder: Any) -> None:
     assert [e.task_id for e in recorder.events] == [0]
 
 
+def test_one_log_for_all_subscribers_read_in_order_and_then_dropped() -> None:
+    bus = ev.EventBus()
+    got: dict[str, list[tuple[str, int]]] = {"fast": [], "slow": []}
+
+    def reader(name: str) -> Any:
+        def cb(batch: Sequence[ev.Event]) -> None:
+            got[name].extend((type(e).__name__, e.task_id) for e in batch)  # type: ignore[attr-defined]
+        return cb
+
+    early = bus.subscribe(reader("fast"), name="fast", delay=0.001)
+    bus.emit(ev.TaskStateChanged, 0.0, -1, TaskState.RUNNING, 1)  # before "slow" came
+    bus.subscribe(reader("slow"), name="slow", delay=0.05)
+    expected = []
+    for i in range(300):
+        if i % 3:
+            bus.publish(_created(i))
+            expected.append(("TaskCreated", i))
+        else:
+            bus.emit(ev.TaskStateChanged, float(i), i, TaskState.RUNNING, 1)
+            expected.append(("TaskStateChanged", i))
+    assert bus.flush(10)
+    assert got["slow"] == expected  # from its subscription on, in the published order
+    assert got["fast"] == [("TaskStateChanged", -1), *expected]
+    assert bus.log == []  # what every subscriber has read is not kept
+    early.close()
+    bus.close()
+
+
+def test_a_closing_subscriber_still_gets_what_came_before_while_another_is_stuck() -> None:
+    bus = ev.EventBus()
+    release = threading.Event()
+    stuck_got: list[int] = []
+    closing_got: list[int] = []
+
+    def stuck(batch: Sequence[ev.Event]) -> None:
+        release.wait(60)
+        stuck_got.extend(e.task_id for e in batch)  # type: ignore[attr-defined]
+
+    def slow(batch: Sequence[ev.Event]) -> None:
+        closing_got.extend(e.task_id for e in batch)  # type: ignore[attr-defined]
+
+    bus.subscribe(stuck, name="stuck")
+    closing = bus.subscribe(slow, name="closing", delay=0.2)
+    for i in range(100):
+        bus.publish(_created(i))
+    closing.close()  # before its thread woke up to read them
+    bus.publish(_created(100))
+    closing.thread.join(10)
+    assert closing_got == list(range(100))
+    release.set()
+    assert bus.flush(10)
+    assert stuck_got == list(range(101))
+    assert bus.log == []
+    bus.close()
+
+
 def test_state_changed_carries_the_enum() -> None:
     e = ev.TaskStateChanged(0.0, 1, TaskState.RUNNING, 1, "host", 42)
     assert e.state is TaskState.RUNNING and e.pid == 42
