@@ -61,7 +61,7 @@ from livedag.errors import (
     exception_message,
     exception_name,
 )
-from livedag.executors.base import Executor, InputsNotForwarded, TaskCall
+from livedag.executors.base import Executor, InputsNotForwarded, Reports, TaskCall
 from livedag.futures import AppFuture, DataFuture, File, LightFuture, record_of
 from livedag.serialize import unpack_arguments
 from livedag.task import TaskRecord, TaskState, TryRecord, check_move
@@ -100,6 +100,10 @@ class DataFlowKernel:
         self.run_dir = _make_run_dir(self.config.run_dir)
         self._log_handler = _start_logging(self.config, self.run_dir)
         self.bus = ev.EventBus()
+        self._reports = Reports(self._on_executor_event)  # what executors tell the kernel
+        # Running and resources straight to the kernel, without Event objects.
+        self._reports.running = self._on_running  # type: ignore[method-assign]
+        self._reports.used = self._on_used  # type: ignore[method-assign]
         # The run record subscribes before executors start, so it sees their first block
         # events. Duck-typed (a RunRecord from Config.monitoring): no import here.
         if self.config.monitoring is not None:
@@ -148,7 +152,7 @@ class DataFlowKernel:
             if hasattr(ex, name):
                 setattr(ex, name, getattr(self.config, name))
         try:
-            ex.start(self._on_executor_event, self.run_dir)
+            ex.start(self._reports, self.run_dir)
         except Exception as exc:
             for started in [*self.executors.values(), ex]:
                 try:
@@ -167,36 +171,62 @@ class DataFlowKernel:
             self._user_labels.append(ex.label)
 
     def _on_executor_event(self, event: ev.Event) -> None:
-        """Executors report running tasks and their output here; then it goes on the bus."""
+        """Executors publish what tasks print (and their blocks' moves) here; then it goes
+        on the bus. (Running and resources come as calls: _on_running, _on_used.)"""
         kind = type(event)
         if kind is ev.TaskOutput:
             record = self.tasks.get(event.task_id)  # type: ignore[attr-defined]
             if record is not None and record.try_number == event.try_number:  # type: ignore[attr-defined]
                 record.capture(event.stream, event.text)  # type: ignore[attr-defined]
+        elif kind is ev.TaskStateChanged and event.state is _S.RUNNING:  # type: ignore[attr-defined]
+            e: Any = event  # published as an Event by an executor of someone else's
+            self._on_running(e.task_id, e.try_number, e.time, e.host, e.pid, e.block_id, e.job_id)
+            return
         elif kind is ev.TaskResources:
-            record = self.tasks.get(event.task_id)  # type: ignore[attr-defined]
-            if record is not None and len(record.tries) >= event.try_number:  # type: ignore[attr-defined]
-                t = record.tries[event.try_number - 1]  # type: ignore[attr-defined]
-                t.cpu_time = event.cpu_time  # type: ignore[attr-defined]
-                t.peak_rss = event.peak_rss or None  # type: ignore[attr-defined]
-        elif kind is ev.TaskStateChanged:
-            record = self.tasks.get(event.task_id)  # type: ignore[attr-defined]
-            if record is None:
-                return
-            with self._lock:
-                if record.state is not _S.LAUNCHED or record.try_number != event.try_number:  # type: ignore[attr-defined]
-                    return
-                record.state = _S.RUNNING
-                ahead = record.shown is _S.PENDING
-                record.shown = None
-            if ahead:
-                self._show_launch(record)
-            t = record.tries[-1]
-            t.started, t.host, t.pid = event.time, event.host, event.pid  # type: ignore[attr-defined]
-            t.block_id, t.job_id = event.block_id, event.job_id  # type: ignore[attr-defined]
+            e = event
+            self._on_used(e.task_id, e.try_number, e.time, e.cpu_time, e.peak_rss, e.wall_time)
+            return
         bus = self.bus
         if bus.active:
             bus.log.append(event)  # bus.publish(event), inline (see EventBus)
+            if bus.asleep:
+                bus.wake()
+
+    def _on_running(self, task_id: int, try_number: int, when: float, host: str = "",
+                    pid: int | None = None, block_id: str | None = None,
+                    job_id: str | None = None) -> None:
+        """An executor says a try started (Reports.running)."""
+        record = self.tasks.get(task_id)
+        if record is None:
+            return
+        with self._lock:
+            if record.state is not _S.LAUNCHED or record.try_number != try_number:
+                return
+            record.state = _S.RUNNING
+            ahead = record.shown is _S.PENDING
+            record.shown = None
+        if ahead:
+            self._show_launch(record)
+        t = record.tries[-1]
+        t.started, t.host, t.pid, t.block_id, t.job_id = when, host, pid, block_id, job_id
+        bus = self.bus
+        if bus.active:  # bus.emit(TaskStateChanged, ...), inline (see EventBus)
+            bus.log += (ev.TaskStateChanged, 8, when, task_id, _S.RUNNING, try_number, host,
+                        pid, block_id, job_id)
+            if bus.asleep:
+                bus.wake()
+
+    def _on_used(self, task_id: int, try_number: int, when: float, cpu_time: float,
+                 peak_rss: int, wall_time: float) -> None:
+        """An executor says what a try used (Reports.used), before its future ends."""
+        record = self.tasks.get(task_id)
+        if record is not None and len(record.tries) >= try_number:
+            t = record.tries[try_number - 1]
+            t.cpu_time, t.peak_rss = cpu_time, peak_rss or None
+        bus = self.bus
+        if bus.active:  # bus.emit(TaskResources, ...), inline (see EventBus)
+            bus.log += (ev.TaskResources, 6, when, task_id, try_number, cpu_time, peak_rss,
+                        wall_time)
             if bus.asleep:
                 bus.wake()
 

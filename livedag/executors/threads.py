@@ -22,10 +22,9 @@ from concurrent.futures import Future
 from typing import Any, TextIO
 
 from livedag.errors import ConfigurationError, ExecutorError
-from livedag.events import TaskOutput, TaskResources, TaskStateChanged
+from livedag.events import TaskOutput
 from livedag.executors.base import Executor, Publish, TaskCall
 from livedag.futures import LightFuture, pool_of_thread
-from livedag.task import TaskState
 
 _local = threading.local()
 
@@ -189,6 +188,7 @@ class ThreadPoolExecutor(Executor):
 
     def _work(self) -> None:
         get, publish = self._queue.get, self.publish
+        running, used = self.reports.running, self.reports.used
         host, pid = self._host, self._pid
         pool_of_thread.pool = self
         while True:
@@ -198,8 +198,7 @@ class ThreadPoolExecutor(Executor):
             call, fut = item
             if not fut.set_running_or_notify_cancel():
                 continue  # cancelled while it waited in the queue
-            publish(TaskStateChanged(time.time(), call.task_id, TaskState.RUNNING,
-                                     call.try_number, host, pid))
+            running(call.task_id, call.try_number, time.time(), host, pid)
             if type(sys.stdout) is not _Router or type(sys.stderr) is not _Router:
                 _reinstall_router()
             _local.sink = _Sink(publish, call.task_id, call.try_number)
@@ -212,11 +211,13 @@ class ThreadPoolExecutor(Executor):
                 if tb is not None and tb.tb_next is not None and tb.tb_frame.f_code is _WORK_CODE:
                     exc.__traceback__ = tb.tb_next
                 _local.sink = None
-                publish(_used(call, cpu0, wall0))
+                used(call.task_id, call.try_number, time.time(), time.thread_time() - cpu0,
+                     0, time.perf_counter() - wall0)  # a thread has no memory of its own
                 fut.set_exception(exc)
             else:
                 _local.sink = None
-                publish(_used(call, cpu0, wall0))
+                used(call.task_id, call.try_number, time.time(), time.thread_time() - cpu0,
+                     0, time.perf_counter() - wall0)
                 fut.set_result(result)
                 del result  # this thread keeps nothing of a finished task while it waits
             del item, call, fut
@@ -253,8 +254,3 @@ class _Sink:
 
 _WORK_CODE = ThreadPoolExecutor._work.__code__
 
-
-def _used(call: TaskCall, cpu0: float, wall0: float) -> TaskResources:
-    """This thread's CPU time for the task; a thread has no memory of its own (peak 0)."""
-    return TaskResources(time.time(), call.task_id, call.try_number,
-                         time.thread_time() - cpu0, 0, time.perf_counter() - wall0)

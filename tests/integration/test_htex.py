@@ -29,6 +29,7 @@ from livedag.errors import (
     WorkerImportError,
 )
 from livedag.events import BlockChanged, TaskOutput, TaskResources, TaskStateChanged
+from livedag.executors.base import Reports
 from livedag.executors.htex import IGNORED_PARAMETERS, HighThroughputExecutor
 from livedag.providers import LocalProvider
 from livedag.task import TaskState
@@ -296,6 +297,7 @@ def test_events_are_ordered_running_output_then_result(htex: Any) -> None:
         seen.append(type(e).__name__)
 
     ex.publish = record
+    ex.reports = Reports(record)  # running and resources, as events (Reports)
     c = call(chatty, 1)
     fut = ex.submit(c)
     fut.add_done_callback(lambda f: seen.append("done"))

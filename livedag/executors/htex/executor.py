@@ -3,9 +3,10 @@
     submit(call) ──pack_call──> [lock] Outbox.send: alone ──write──> stdin pipe ──> interchange
                                        in a burst ──> writer thread: one TaskBatch──┘  (pipes.py)
     receiver thread <──stdout pipe── interchange: Report | ManagerJoined | ManagerGone | ...
-        Report.started  ──> publish(TaskStateChanged(RUNNING, host, pid, block, job))
+        Report.started  ──> reports.running(task, try, host, pid, block, job)
         Report.outputs  ──> publish(TaskOutput)                 (incremental UTF-8 decode)
-        Report.results  ──> publish(TaskResources); unpack_outcome ──> future.set_result
+        Report.results  ──> reports.used(task, try, cpu, peak, wall); unpack_outcome
+                            ──> future.set_result
                             / set_exception
         Report.deaths   ──> future.set_exception(WorkerLost)                   (losses.py)
         Returned        ──> the payloads of tries about to fail or be withdrawn: kept on
@@ -40,7 +41,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from livedag.errors import ExecutorError, SerializationError, SubmitError
-from livedag.events import TaskOutput, TaskResources, TaskStateChanged
+from livedag.events import TaskOutput
 from livedag.executors.base import Executor, InputsNotForwarded, Publish, TaskCall
 from livedag.executors.htex import losses, parameters, pipes, security
 from livedag.executors.htex.blocks import Blocks, pool_command
@@ -67,7 +68,6 @@ from livedag.executors.htex.strategy import Strategy
 from livedag.futures import LightFuture
 from livedag.providers.base import ExecutionProvider
 from livedag.serialize import pack_call, unpack_outcome
-from livedag.task import TaskState
 
 # The names this module had before its parts moved out stay importable from here.
 __all__ = ["COALESCE_WINDOW", "IGNORED_PARAMETERS", "OUTBOX_LIMIT", "SCHEDULER_SIGNALS",
@@ -606,7 +606,7 @@ class HighThroughputExecutor(Executor):
                     "it ran; the kernel launches it once its inputs are done"))
 
     def _on_report(self, msg: Report) -> None:
-        publish, now = self.publish, time.time()
+        publish, reports, now = self.publish, self.reports, time.time()
         manager = self._managers.get(msg.manager)
         host = manager.host if manager else ""
         block = manager.block_id if manager else None
@@ -614,7 +614,7 @@ class HighThroughputExecutor(Executor):
         if msg.started and block is not None and self.blocks is not None:
             self.blocks.healthy.add(block)
         for tid, tries, pid in msg.started:
-            publish(TaskStateChanged(now, tid, _RUNNING, tries, host, pid, block, job))
+            reports.running(tid, tries, now, host, pid, block, job)
         for (tid, tries, stream), data in zip(msg.outputs, msg.output_data, strict=True):
             stream_key = (tid, tries, stream)
             decoder = self._decoders.get(stream_key)
@@ -632,7 +632,7 @@ class HighThroughputExecutor(Executor):
                 self._end_output(key)
             if entry is None:
                 continue  # cancelled, or already failed as lost: a late result is dropped
-            publish(TaskResources(now, key[0], key[1], cpu, int(peak), wall))
+            reports.used(key[0], key[1], now, cpu, int(peak), wall)
             fut = entry[0]
             try:
                 ok, value = unpack_outcome(data, key[0], entry[1])
@@ -776,5 +776,4 @@ class _Try(LightFuture):
             self.executor.wait_here(done, timeout)
 
 
-_RUNNING = TaskState.RUNNING
 _utf8 = codecs.getincrementaldecoder("utf-8")
