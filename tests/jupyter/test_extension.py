@@ -246,3 +246,35 @@ def test_load_ext_livedag_then_users_own_config_takes_over(kernel):
     # Once the user's kernel has run tasks, loading another is the usual error.
     out = kernel.run("livedag.load(livedag.Config())")
     assert any(o["type"] == "error" and "already been loaded" in o["evalue"] for o in out), out
+
+
+def test_interrupting_a_cell_leaves_the_zmq_executor_and_its_tasks_running(kernel):
+    # Jupyter interrupts by sending SIGINT to the kernel's whole process group: the
+    # interchange is in it. The cell stops; the executor, its running task and the
+    # results already computed do not.
+    ok(kernel.run("%load_ext livedag.jupyter"))
+    ok(kernel.run(GATE + SETUP + """
+@livedag.python_app
+def wait_for(gate):
+    gate.wait(60)
+    return "finished"
+
+before = inc(1).result(timeout=30)
+slow = wait_for(gate)
+print(livedag.dfk().executors[slow.task_record.executor].label, flush=True)
+"""))
+    msg = kernel.kc.session.msg("execute_request", {
+        "code": "slow.result()", "silent": False, "store_history": True,
+        "user_expressions": {}, "allow_stdin": False, "stop_on_error": True})
+    kernel.kc.shell_channel.send(msg)
+    time.sleep(1.0)  # the cell waits in result()
+    kernel.km.interrupt_kernel()
+    out = kernel._collect(msg["header"]["msg_id"], 30)
+    assert any(o["type"] == "error" and o["ename"] == "KeyboardInterrupt" for o in out), out
+    text = ok(kernel.run(
+        "ix = livedag.dfk().executors[slow.task_record.executor].interchange_proc\n"
+        "print('interchange alive:', ix.poll() is None, slow.done())\n"
+        "gate.set()\n"
+        "print(slow.result(timeout=30), before, inc(41).result(timeout=30))"))
+    assert "interchange alive: True False" in text
+    assert "finished 2 42" in text

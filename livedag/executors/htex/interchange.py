@@ -8,7 +8,8 @@
 
 The kernel talks to the interchange over the pipes it started it with, so nobody else
 can submit tasks, and the end of stdin means the kernel is gone: the interchange tells
-its pools to stop and exits at once. Pools must first `Register` with the run's secret
+its pools to stop and exits at once. It ignores SIGINT: Jupyter interrupts a cell by
+signalling the kernel's process group, which the interchange is in. Pools must first `Register` with the run's secret
 (and, off loopback, pass CurveZMQ authentication); anything from a peer that has not
 registered is logged and dropped. The interchange never unpickles: payloads and results
 pass through as opaque frames.
@@ -45,6 +46,7 @@ import hmac
 import logging
 import os
 import select
+import signal
 import sys
 import time
 from typing import Any
@@ -642,6 +644,10 @@ def _read_config(fd: int, timeout: float = 30.0) -> InterchangeConfig:
 
 
 def main() -> None:
+    # Jupyter's "interrupt the kernel" sends SIGINT to the kernel's whole process group,
+    # which this process is in: the interrupt is for the cell, not for the executor's tasks.
+    # (The end of stdin still stops us when the kernel goes; SIGTERM and SIGKILL still do.)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     stdin_fd, stdout_fd = sys.stdin.fileno(), sys.stdout.fileno()
     config = _read_config(stdin_fd)
     logging.basicConfig(
