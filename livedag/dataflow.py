@@ -370,13 +370,15 @@ class DataFlowKernel:
             tl.queue = None
 
     # ------------------------------------------------------------ moves
-    def _move(self, record: TaskRecord, new: TaskState) -> None:
+    def _move(self, record: TaskRecord, new: TaskState, when: float | None = None) -> None:
+        """`record` is now in state `new` (since `when`, if the caller has the time)."""
         check_move(record.id, record.state, new)
         record.state = new
         record.shown = None  # (a try launched ahead ends shown, whatever its end)
         bus = self.bus
         if bus.active:  # bus.emit(TaskStateChanged, ...), inline (see EventBus)
-            bus.log += (ev.TaskStateChanged, 4, time.time(), record.id, new, record.try_number)
+            bus.log += (ev.TaskStateChanged, 4, when or time.time(), record.id, new,
+                        record.try_number)
             if bus.asleep:
                 bus.wake()
 
@@ -463,7 +465,7 @@ class DataFlowKernel:
             check_move(record.id, record.state, _S.LAUNCHED)
             record.state, record.shown = _S.LAUNCHED, _S.PENDING if inputs else None
         else:
-            self._move(record, _S.LAUNCHED)
+            self._move(record, _S.LAUNCHED, now)
         try:
             exec_fu = executor.submit(call)
         except Exception as exc:  # e.g. an argument that cannot be serialized
@@ -487,7 +489,7 @@ class DataFlowKernel:
         with self._lock:
             if record.try_number != try_number or record.state not in (_S.LAUNCHED, _S.RUNNING):
                 return  # a try that was cancelled or superseded
-        record.tries[-1].ended = time.time()
+        record.tries[-1].ended = ended = time.time()
         record.exec_fu = None
         if exec_fu.cancelled():
             return  # cancel() already moved the task
@@ -504,16 +506,18 @@ class DataFlowKernel:
         elif record.kind == "join":
             self._start_join(record, exec_fu.result())
         else:
-            self._succeed(record, exec_fu.result(), _S.EXEC_DONE)
+            self._succeed(record, exec_fu.result(), _S.EXEC_DONE, ended)
 
-    def _succeed(self, record: TaskRecord, value: Any, state: TaskState) -> None:
-        self._move(record, state)
+    def _succeed(self, record: TaskRecord, value: Any, state: TaskState,
+                 when: float | None = None) -> None:
+        now = when or time.time()
+        self._move(record, state, now)
         attempt = record.tries[-1] if record.tries else None
         if attempt is not None:
             attempt.outcome = state.value
         if state is _S.EXEC_DONE and record.hashsum is not None:
             self.memoizer.update(record.hashsum, value)
-        record.time_returned = time.time()
+        record.time_returned = now
         # A finished task keeps no payload and no links: only its result, in the future.
         record.args = ()
         record.lent = False
