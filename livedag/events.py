@@ -181,6 +181,11 @@ class Batch(Sequence[Event]):
             return iter(self._built)
         return _build(self._items)
 
+    def items(self) -> list[Any]:
+        """The log's items as they are (Event objects and records): what a subscriber
+        that hands the batch to another process pickles; Batch(items) there reads them."""
+        return self._items if self._built is None else list(self._built)
+
     def _all(self) -> list[Event]:
         if self._built is None:
             self._built = list(_build(self._items))
@@ -220,10 +225,12 @@ def _build(items: list[Any]) -> Iterator[Event]:
 class Subscription:
     """One subscriber: where it has read the bus's log up to, and its delivery thread."""
 
-    def __init__(self, bus: EventBus, callback: Callback, name: str, delay: float) -> None:
+    def __init__(self, bus: EventBus, callback: Callback, name: str, delay: float,
+                 settled: Callable[[float | None], bool] | None = None) -> None:
         self.bus = bus
         self.delay = delay
         self.callback = callback
+        self.settled = settled
         self.name = name
         self.cursor = bus._first()  # the log's index (counted from its start) to read from
         self.stop = 1 << 62  # ... and to read up to: set by close()
@@ -284,14 +291,20 @@ class Subscription:
         self.wakeup.set()
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every event published before this call has been delivered."""
+        """Wait until every event published before this call has been delivered (and,
+        for a subscriber that passed `settled`, until it says it is done with them)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         if not self.thread.is_alive():
-            return not self._behind()
-        done = threading.Event()
-        self._flushes.append((self.bus._end(), done))
-        self.asleep = False
-        self.wakeup.set()
-        return done.wait(timeout)
+            delivered = not self._behind()
+        else:
+            done = threading.Event()
+            self._flushes.append((self.bus._end(), done))
+            self.asleep = False
+            self.wakeup.set()
+            delivered = done.wait(timeout)
+        if not delivered or self.settled is None:
+            return delivered
+        return self.settled(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
 
 class EventBus:
@@ -320,16 +333,19 @@ class EventBus:
         self.asleep = False  # some subscriber waits for a publisher to wake it
 
     def subscribe(
-        self, callback: Callback, *, name: str = "", delay: float = BATCH_DELAY
+        self, callback: Callback, *, name: str = "", delay: float = BATCH_DELAY,
+        settled: Callable[[float | None], bool] | None = None,
     ) -> Subscription:
         """Deliver every later event to `callback(batch)` on a thread of its own.
 
         `delay`: seconds to let events gather after a wake-up; a subscriber that is not
-        in a hurry (a store on disk) passes more, and costs the engine less.
+        in a hurry (a store on disk) passes more, and costs the engine less. `settled`:
+        for a subscriber whose callback hands events on (to another process), called by
+        flush() after delivery with the time left: True once what was handed on is done.
         """
         label = name or getattr(callback, "__qualname__", "subscriber")
         with self._lock:
-            sub = Subscription(self, callback, label, delay)
+            sub = Subscription(self, callback, label, delay, settled)
             self._subs = (*self._subs, sub)
             self._readers = (*self._readers, sub)
             self.active = True

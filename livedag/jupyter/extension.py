@@ -51,14 +51,16 @@ _loaded: _Loaded | None = None
 def default_config() -> Any:
     """What `%load_ext livedag` loads when no kernel is loaded yet: worker processes on
     this machine (the ZMQ executor), so that a crashing or memory-hungry task cannot take
-    the notebook's kernel down with it, and C code's output is captured per task too."""
+    the notebook's kernel down with it, and C code's output is captured per task too; and
+    the run record, so that a kernel restart keeps every task, traceback and output
+    (livedag.history(), livedag.show(run_dir=...)). Its writer is a process of its own."""
     import livedag
     from livedag.executors.htex import HighThroughputExecutor
     from livedag.providers import LocalProvider
 
     return livedag.Config(executors=[
         HighThroughputExecutor(label="local", provider=LocalProvider(init_blocks=1)),
-    ])
+    ], monitoring=True)
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -328,9 +328,10 @@ class _ReplayBus(ev.EventBus):
         pass
 
     def subscribe(
-        self, callback: ev.Callback, *, name: str = "", delay: float = ev.BATCH_DELAY
+        self, callback: ev.Callback, *, name: str = "", delay: float = ev.BATCH_DELAY,
+        settled: Any = None,
     ) -> ev.Subscription:
-        sub = super().subscribe(callback, name=name, delay=delay)
+        sub = super().subscribe(callback, name=name, delay=delay, settled=settled)
         # Delivered before this returns (on the subscriber's own thread, as always), so a
         # view drawn right after subscribing already shows the whole run.
         sub.flush(30.0)

@@ -13,11 +13,14 @@ are bounded: output tails, tracebacks and messages keep their end.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import dataclasses
 import logging
 import os
+import pickle
 import socket
-import sqlite3
+import subprocess
+import sys
 import threading
 import time
 import weakref
@@ -25,7 +28,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from livedag import events as ev
-from livedag.monitoring.fold import Batch
+from livedag.executors.htex.protocol import write_all
 from livedag.monitoring.schema import (
     DB_NAME,
     SCHEMA_VERSION,
@@ -34,6 +37,7 @@ from livedag.monitoring.schema import (
     create,
     db_path,
 )
+from livedag.monitoring.writer import ACK, FRAME, Writer
 
 logger = logging.getLogger("livedag.monitoring")
 
@@ -64,57 +68,57 @@ class RunRecord:
 
 
 class Recorder:
-    """The subscriber that writes one kernel's events to its database."""
+    """The subscriber that hands one kernel's events to its writer process (writer.py)."""
 
-    # Seconds a batch gathers. Not more: events wait in the queue meanwhile, and objects
-    # that live that long are promoted to the GC's older generations, whose collections
-    # then take longer (bench/monitoring.py, 20,000 tasks: 0.1 s cost the engine more).
+    # Seconds a batch gathers: one pickle and one transaction per batch.
     DELAY = 0.02
 
     def __init__(self, options: RunRecord, run_dir: str) -> None:
         self.options = options
         self.path = db_path(run_dir)
-        self.batches = 0
-        self._conn: sqlite3.Connection | None = None
+        self.log_path = os.path.join(run_dir, "monitoring.log")
+        self.batches = 0  # committed
+        self._shipped = 0  # handed to the writer
         self._sub: ev.Subscription | None = None
-        self._seq = 0
-        self._failures: set[int] = set()  # tasks whose row holds a failure (to clear)
-        self._waiting: dict[tuple[int, int], float] = {}  # see fold.Batch.waiting
-        self._lock = threading.Lock()  # the connection: the bus thread vs close()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._writer: Writer | None = None  # when no process could be started: this thread
+        self._acks: threading.Thread | None = None
+        self._state = threading.Condition()  # batches, _shipped, _proc's end
 
     def __repr__(self) -> str:
         return f"<livedag Recorder {self.path}>"
 
     # ------------------------------------------------------------ lifecycle
     def _start(self, dfk: Any) -> None:
-        conn = connect(self.path)
+        _create(self.path, dfk.run_dir)
         try:
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            create(conn)
-            self._seq = _max_seq(conn)
-            self._failures = {tid for (tid,) in conn.execute(
-                "SELECT task_id FROM tasks WHERE fail_seq IS NOT NULL")}
-            from livedag import __version__
-
-            conn.execute("BEGIN")
-            conn.execute(
-                "INSERT OR IGNORE INTO run (id, schema_version, run_dir, hostname, pid, "
-                "livedag_version, started) VALUES (1, ?, ?, ?, ?, ?, ?)",
-                (SCHEMA_VERSION, os.path.abspath(dfk.run_dir), socket.gethostname(),
-                 os.getpid(), __version__, time.time()),
-            )
-            conn.execute("UPDATE run SET schema_version = ?", (SCHEMA_VERSION,))  # create()
-            conn.executemany("INSERT OR IGNORE INTO state_codes VALUES (?, ?)",
-                             enumerate(STATE_CODES))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.close()
-            raise
-        self._conn = conn
-        self._sub = dfk.bus.subscribe(self._write, name="monitoring", delay=self.DELAY)
+            self._proc = self._spawn()
+        except OSError:
+            logger.warning("livedag run record: no writer process could be started; "
+                           "writing from a thread of the kernel", exc_info=True)
+            self._writer = Writer(self.path, self.options)
+        else:
+            self._acks = threading.Thread(target=self._read_acks, daemon=True,
+                                          name="livedag-monitoring-acks")
+            self._acks.start()
+        self._sub = dfk.bus.subscribe(self._write, name="monitoring", delay=self.DELAY,
+                                      settled=self._committed)
         # A kernel that is never cleaned up still gets its last batch written at exit.
-        atexit.register(self.flush, 2.0)
+        atexit.register(self.close, 2.0)
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        from livedag.executors.htex.blocks import env_with_livedag
+
+        with open(self.log_path, "ab") as err:
+            return subprocess.Popen(
+                [sys.executable, "-m", "livedag.monitoring.writer", self.path,
+                 str(self.options.output_chars), str(self.options.traceback_chars)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
+                env=env_with_livedag(), close_fds=True,
+                # Not in the kernel's process group, which Jupyter sends SIGINT to when it
+                # interrupts a cell (even while the writer is still starting up).
+                start_new_session=True,
+            )
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every event published so far is committed."""
@@ -123,59 +127,103 @@ class Recorder:
             return True
         return sub.flush(timeout)
 
-    def close(self) -> None:
+    def close(self, timeout: float = 5.0) -> None:
         """Stop recording, after the events published so far are written."""
-        self.flush()
-        self._stop()
+        self.flush(timeout)
+        self._stop(timeout)
 
-    def _stop(self) -> None:
+    def _stop(self, timeout: float = 5.0) -> None:
         sub, self._sub = self._sub, None
         if sub is not None:
             sub.close()
-        atexit.unregister(self.flush)
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+        atexit.unregister(self.close)
+        proc = self._proc
+        if proc is not None:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()  # type: ignore[union-attr]  # the writer ends
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                logger.error("livedag run record: its writer did not end; killed")
+                proc.kill()
+        if self._acks is not None and self._acks is not threading.current_thread():
+            self._acks.join(timeout)
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
     # ------------------------------------------------------------ the bus thread
     def _write(self, batch: Sequence[ev.Event]) -> None:
-        fold = Batch(self._seq, self.options, self._failures, self._waiting)
-        fold.add(batch)
-        with self._lock:
-            conn = self._conn
-            if conn is None:
-                return
-            conn.execute("BEGIN")
+        if self._writer is not None:
+            ended = self._writer.write(batch)
+            self.batches = self._writer.batches
+            if ended:
+                self._stop()  # on the bus thread: no flush (it would wait for itself)
+            return
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return  # the writer has ended (see _read_acks)
+        items = batch.items() if isinstance(batch, ev.Batch) else list(batch)
+        data = pickle.dumps(items, protocol=5)
+        with self._state:
             try:
-                fold.execute(conn)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-            self._seq = fold.seq
-            self._failures = fold.failures
-            waiting = self._waiting
-            for key in fold.taken:
-                del waiting[key]
-            waiting.update(fold.launches)
-            self.batches += 1
-        if fold.cleanup:
-            self._stop()  # on the bus thread: no flush (it would wait for itself)
+                write_all(proc.stdin.fileno(), FRAME.pack(len(data)) + data)  # type: ignore[union-attr]
+            except (OSError, ValueError):
+                return  # the writer has ended (see _read_acks)
+            self._shipped += 1
+
+    def _committed(self, timeout: float | None) -> bool:
+        """True once every batch handed to the writer is committed (Subscription.flush)."""
+        with self._state:
+            target = self._shipped
+            return self._state.wait_for(
+                lambda: self.batches >= target or self._proc is None
+                or self._proc.returncode is not None, timeout)
+
+    # ------------------------------------------------------------ the writer's acks
+    def _read_acks(self) -> None:
+        proc = self._proc
+        assert proc is not None and proc.stdout is not None
+        while len(ack := proc.stdout.read(ACK.size)) == ACK.size:
+            with self._state:
+                self.batches = ACK.unpack(ack)[0]
+                self._state.notify_all()
+        code = proc.wait()
+        proc.stdout.close()
+        with self._state, contextlib.suppress(OSError):
+            proc.stdin.close()  # type: ignore[union-attr]  # under the lock: not mid-batch
+            self._state.notify_all()
+        if code != 0:
+            logger.error("livedag run record: its writer process exited with code %s; "
+                         "the record of %s stops here. See %s", code, self.path, self.log_path)
+        if self._sub is not None:  # the writer ended first: at the kernel's cleanup, or lost
+            sub, self._sub = self._sub, None
+            sub.close()
+            atexit.unregister(self.close)
 
 
-def _max_seq(conn: sqlite3.Connection) -> int:
-    row = conn.execute(
-        "SELECT max(coalesce((SELECT max(seq) FROM tasks), 0), "
-        "coalesce((SELECT max(last_seq) FROM state_log), 0), "
-        "coalesce((SELECT max(seq) FROM resubmits), 0), "
-        "coalesce((SELECT max(seq) FROM blocks), 0), "
-        "coalesce((SELECT max(fail_seq) FROM tasks), 0), "
-        "coalesce((SELECT max(fail_seq) FROM tries), 0), "
-        "coalesce((SELECT max(resources_seq) FROM tries), 0), "
-        "coalesce((SELECT max(end_seq) FROM run), 0))"
-    ).fetchone()
-    return int(row[0])
+def _create(path: str, run_dir: str) -> None:
+    """The tables, the run's row and the state codes (before the writer opens it)."""
+    conn = connect(path)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        create(conn)
+        from livedag import __version__
+
+        conn.execute("BEGIN")
+        conn.execute(
+            "INSERT OR IGNORE INTO run (id, schema_version, run_dir, hostname, pid, "
+            "livedag_version, started) VALUES (1, ?, ?, ?, ?, ?, ?)",
+            (SCHEMA_VERSION, os.path.abspath(run_dir), socket.gethostname(),
+             os.getpid(), __version__, time.time()),
+        )
+        conn.execute("UPDATE run SET schema_version = ?", (SCHEMA_VERSION,))  # create()
+        conn.executemany("INSERT OR IGNORE INTO state_codes VALUES (?, ?)",
+                         enumerate(STATE_CODES))
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
 
 
 # ---------------------------------------------------------------- attaching to a kernel

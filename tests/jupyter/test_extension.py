@@ -273,8 +273,13 @@ print(livedag.dfk().executors[slow.task_record.executor].label, flush=True)
     assert any(o["type"] == "error" and o["ename"] == "KeyboardInterrupt" for o in out), out
     text = ok(kernel.run(
         "ix = livedag.dfk().executors[slow.task_record.executor].interchange_proc\n"
-        "print('interchange alive:', ix.poll() is None, slow.done())\n"
+        "from livedag.monitoring import recorder_of\n"
+        "rec = recorder_of(livedag.dfk())\n"
+        "print('alive:', ix.poll() is None, rec._proc.poll() is None, slow.done())\n"
         "gate.set()\n"
-        "print(slow.result(timeout=30), before, inc(41).result(timeout=30))"))
-    assert "interchange alive: True False" in text
+        "print(slow.result(timeout=30), before, inc(41).result(timeout=30))\n"
+        "print('recorded:', rec.flush(10), [t.state.value for t in livedag.history()])"))
+    assert "alive: True True False" in text
     assert "finished 2 42" in text
+    # The run record (on by default in a notebook) kept recording through the interrupt.
+    assert "recorded: True ['exec_done', 'exec_done', 'exec_done']" in text

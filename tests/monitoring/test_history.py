@@ -11,6 +11,7 @@ import sys
 import time
 import types
 
+import psutil
 import pytest
 
 import livedag
@@ -118,10 +119,16 @@ def test_a_run_killed_mid_way_leaves_a_consistent_database(tmp_path):
                     done = 0
                 finally:
                     conn.close()
+        writers = [p for p in psutil.Process(child.pid).children()
+                   if "livedag.monitoring.writer" in " ".join(p.cmdline())]
+        assert len(writers) == 1
     finally:
         child.send_signal(signal.SIGKILL)
         child.communicate(timeout=10)
     assert child.returncode == -signal.SIGKILL
+    # Its writer commits what it had read, and ends by itself: no orphan.
+    _, alive = psutil.wait_procs(writers, timeout=10)
+    assert not alive
 
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 import sqlite3
 import time
 
@@ -221,6 +222,64 @@ def test_many_events_are_written_in_few_transactions(load_recorded):
     assert rows(run_dir, "SELECT count(*) FROM tries WHERE outcome = 'exec_done'")[0][0] == 500
 
 
+def test_the_writer_is_a_process_of_its_own_outside_the_kernels_process_group(
+    load_recorded,
+):
+    dfk = load_recorded()
+    recorder = recorder_of(dfk)
+    assert recorder is not None and recorder._proc is not None
+    writer = recorder._proc
+    assert writer.pid != os.getpid() and writer.poll() is None
+    # Jupyter interrupts a cell with SIGINT to the kernel's process group: not the
+    # writer's (tests/jupyter/test_extension.py interrupts a real kernel).
+    assert os.getpgid(writer.pid) != os.getpgid(0)
+    assert [f.result(timeout=30) for f in [shout(i) for i in range(50)]] == [
+        2 * i for i in range(50)]
+    assert recorder.flush(10) and writer.poll() is None
+    run_dir = finish(dfk)
+    assert writer.wait(10) == 0  # it ends with the kernel's cleanup
+    assert rows(run_dir, "SELECT count(*) FROM tries WHERE outcome = 'exec_done'")[0][0] == 50
+    assert rows(run_dir, "SELECT ended FROM run")[0][0] is not None
+
+
+def test_a_writer_that_dies_is_reported_and_the_tasks_carry_on(load_recorded, caplog):
+    dfk = load_recorded()
+    recorder = recorder_of(dfk)
+    assert recorder is not None and recorder._proc is not None
+    assert shout(1).result(timeout=10) == 2 and recorder.flush(10)
+    recorder._proc.kill()
+    assert recorder._proc.wait(10) == -signal.SIGKILL
+    # The tasks do not notice; the log says the record stops, and where to look.
+    assert [f.result(timeout=30) for f in [shout(i) for i in range(20)]] == [
+        2 * i for i in range(20)]
+    deadline = time.monotonic() + 10
+    while "writer process exited" not in caplog.text and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "writer process exited with code -9" in caplog.text
+    assert recorder.log_path in caplog.text
+    run_dir = finish(dfk)
+    assert rows(run_dir, "SELECT count(*) FROM tasks")[0][0] == 1  # what it had committed
+
+
+def test_without_a_writer_process_the_record_is_written_from_a_thread(
+    load_recorded, monkeypatch
+):
+    from livedag.monitoring.store import Recorder
+
+    def cannot_start(self):
+        raise OSError("no python here")
+
+    monkeypatch.setattr(Recorder, "_spawn", cannot_start)
+    dfk = load_recorded()
+    recorder = recorder_of(dfk)
+    assert recorder is not None and recorder._proc is None
+    assert [f.result(timeout=30) for f in [shout(i) for i in range(30)]] == [
+        2 * i for i in range(30)]
+    run_dir = finish(dfk)
+    assert rows(run_dir, "SELECT count(*) FROM tries WHERE outcome = 'exec_done'")[0][0] == 30
+    assert rows(run_dir, "SELECT ended FROM run")[0][0] is not None
+
+
 def test_attach_is_idempotent_and_one_run_record_serves_each_kernel(run_base):
     options = RunRecord()
     dirs = []
@@ -285,6 +344,7 @@ def test_the_rows_do_not_depend_on_how_events_are_batched(load_recorded, recorde
         recorder_._sub.close()  # fed by hand below
         for batch in batches:
             recorder_._write(batch)
+        recorder_.close()  # once committed (the writer is a process of its own)
         dumps.append(_dump(kernel.run_dir))
     assert dumps[0] == dumps[1]
     assert len(dumps[0]["tries"]) == 3 and dumps[0]["tries"][1][2] is not None

@@ -9,10 +9,11 @@
 The kernel talks to the interchange over the pipes it started it with, so nobody else
 can submit tasks, and the end of stdin means the kernel is gone: the interchange tells
 its pools to stop and exits at once. It ignores SIGINT: Jupyter interrupts a cell by
-signalling the kernel's process group, which the interchange is in. Pools must first `Register` with the run's secret
-(and, off loopback, pass CurveZMQ authentication); anything from a peer that has not
-registered is logged and dropped. The interchange never unpickles: payloads and results
-pass through as opaque frames.
+signalling the kernel's process group, which the interchange is in.
+
+Pools must first `Register` with the run's secret (and, off loopback, pass CurveZMQ
+authentication); anything from a peer that has not registered is logged and dropped.
+The interchange never unpickles: payloads and results pass through as opaque frames.
 
 The interchange keeps each task's payload until its result passes through: the kernel
 let go of the task's arguments when it packed them. A try that fails (its result says
