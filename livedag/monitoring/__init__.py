@@ -1,8 +1,8 @@
 """The run record: every task, try, state change and block of a run, in SQLite.
 
     DataFlowKernel ──events──> EventBus ──batch──> Recorder ──> <run_dir>/monitoring.db
-                                 (store.py; fold.py: a batch as rows;             │
-                                  schema.py: the tables)                          │
+                    (store.py; writer.py: a process that writes it;               │
+                     fold.py: a batch as rows; schema.py: the tables)             │
     after the kernel is gone (a restart, another process):                        │
         history(run_dir)  ──> [TaskRow(tries=(TryRow, ...))]  (read.py) <─────────┤
         state_changes()   ──> [StateChange(...)], in order               <────────┤

@@ -1,13 +1,17 @@
-"""The writing side of the run record: a subscriber of the event stream, one database.
+"""The kernel's side of the run record: a subscriber of the event stream, one database.
 
     DataFlowKernel ──events──> EventBus ──batch, every 0.02 s, own thread──> Recorder._write
-        ──> fold.Batch: the batch's events as rows ──> one transaction ──> COMMIT
+        ──pickled, one frame per batch──> the writer process (writer.py) ──> fold.Batch
+        ──> one transaction ──> COMMIT ──> ack ──> Recorder.flush() returns
                                                           <run_dir>/monitoring.db (schema.py)
 
-The engine never waits for this. Each batch is one transaction in a WAL database, so a
-kernel killed mid-run leaves every committed batch whole and nothing half-written
-(synchronous=NORMAL: a commit survives a killed process, not a power cut). Text columns
-are bounded: output tails, tracebacks and messages keep their end.
+The engine never waits for this, and the folding and SQLite run in another process: in
+a thread of the kernel they took the GIL from the tasks (bench/monitoring.py). Each batch
+is one transaction in a WAL database, so a kernel killed mid-run leaves every committed
+batch whole and nothing half-written (synchronous=NORMAL: a commit survives a killed
+process, not a power cut); its writer commits what it had read, then ends. Text columns
+are bounded: output tails, tracebacks and messages keep their end. When no process can be
+started, the same Writer runs on the subscriber's thread.
 """
 
 from __future__ import annotations
