@@ -88,6 +88,7 @@ class Recorder:
         self._writer: Writer | None = None  # when no process could be started: this thread
         self._acks: threading.Thread | None = None
         self._state = threading.Condition()  # batches, _shipped, _proc's end
+        self.lost = False  # the writer died: what came after its last commit is not kept
 
     def __repr__(self) -> str:
         return f"<livedag Recorder {self.path}>"
@@ -128,7 +129,7 @@ class Recorder:
         """Wait until every event published so far is committed."""
         sub = self._sub
         if sub is None or threading.current_thread() is sub.thread:
-            return True
+            return not self.lost
         return sub.flush(timeout)
 
     def close(self, timeout: float = 5.0) -> None:
@@ -178,11 +179,12 @@ class Recorder:
 
     def _committed(self, timeout: float | None) -> bool:
         """True once every batch handed to the writer is committed (Subscription.flush)."""
+        proc = self._proc
         with self._state:
             target = self._shipped
-            return self._state.wait_for(
-                lambda: self.batches >= target or self._proc is None
-                or self._proc.returncode is not None, timeout)
+            self._state.wait_for(lambda: self.batches >= target or proc is None
+                                 or proc.returncode is not None, timeout)
+            return self.batches >= target  # False too if the writer died before
 
     # ------------------------------------------------------------ the writer's acks
     def _read_acks(self) -> None:
@@ -198,6 +200,7 @@ class Recorder:
             proc.stdin.close()  # type: ignore[union-attr]  # under the lock: not mid-batch
             self._state.notify_all()
         if code != 0:
+            self.lost = True
             logger.error("livedag run record: its writer process exited with code %s; "
                          "the record of %s stops here. See %s", code, self.path, self.log_path)
         if self._sub is not None:  # the writer ended first: at the kernel's cleanup, or lost

@@ -257,6 +257,7 @@ def test_a_writer_that_dies_is_reported_and_the_tasks_carry_on(load_recorded, ca
         time.sleep(0.05)
     assert "writer process exited with code -9" in caplog.text
     assert recorder.log_path in caplog.text
+    assert not recorder.flush(5)  # what came after it is not committed, and flush says so
     run_dir = finish(dfk)
     assert rows(run_dir, "SELECT count(*) FROM tasks")[0][0] == 1  # what it had committed
 
