@@ -14,8 +14,9 @@
                                                        (+ Timeline.snapshot())
 
 The engine comes first: while events keep arriving, a round folds for at most
-`busy_share` of the interval (5%: 7.5 ms of every 150 ms) and leaves the rest in the inbox;
-the first round with no new events folds everything. Under a storm of tiny tasks the view
+`busy_share` of the interval (2.5%: 3.75 ms of every 150 ms; at 5%, 20,000 no-op tasks on
+threads ran 6-10% slower, bench/widget.py) and leaves the rest in the inbox; the first
+round with no new events folds everything. Under a storm of tiny tasks the view
 runs behind by up to a few seconds instead of taking the kernel's time; with tasks that
 take milliseconds or more the budget is never reached. flush() and a page (re)load fold
 everything at once.
@@ -79,7 +80,7 @@ class DagWidget(anywidget.AnyWidget):
         *,
         interval: float = 0.15,
         aggregate_above: int = 2000,
-        busy_share: float = 0.05,
+        busy_share: float = 0.025,
         **kwargs: Any,
     ) -> None:
         self._lock = threading.Lock()
