@@ -13,7 +13,8 @@ and median of the repeats:
 * plain: no subscriber, so the kernel builds no events at all;
 * null subscriber: events built and delivered to a callback that reads each one and keeps
   none (the price of any subscriber, the widget's too);
-* recorded: the run record.
+* recorded: the run record (its writer is a process of its own, niced: on two CPUs it
+  competes with the tasks for CPU time, no longer for the kernel's GIL).
 
 * tasks/s        submit N no-op apps, then wait for every result (the engine's clock);
 * tasks/s + commit  the same, plus waiting until the record has committed the last event
