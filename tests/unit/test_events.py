@@ -178,6 +178,54 @@ def test_a_closing_subscriber_still_gets_what_came_before_while_another_is_stuck
     bus.close()
 
 
+def test_concurrent_publishers_and_flushes_lose_nothing_and_keep_each_publishers_order(
+) -> None:
+    bus = ev.EventBus()
+    got: dict[str, list[tuple[int, int]]] = {}
+
+    def reader(name: str) -> Any:
+        got[name] = []
+
+        def cb(batch: Sequence[ev.Event]) -> None:
+            got[name].extend((e.task_id, int(e.time)) for e in batch)  # type: ignore[attr-defined]
+        return cb
+
+    subs = [bus.subscribe(reader(f"s{i}"), name=f"s{i}", delay=d)
+            for i, d in enumerate((0.0005, 0.002, 0.02))]
+    publishers, n = 3, 5000
+
+    def publish(p: int) -> None:  # records and Event objects, interleaved
+        for i in range(n):
+            if i % 2:
+                bus.emit(ev.TaskStateChanged, float(i), p, TaskState.RUNNING, 1)
+            else:
+                bus.publish(ev.TaskStateChanged(float(i), p, TaskState.RUNNING, 1))
+
+    stop = threading.Event()
+    flushed: list[bool] = []
+
+    def flush_now_and_then() -> None:
+        while not stop.is_set():
+            flushed.append(subs[len(flushed) % 3].flush(10))
+
+    flusher = threading.Thread(target=flush_now_and_then)
+    flusher.start()
+    threads = [threading.Thread(target=publish, args=(p,)) for p in range(publishers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stop.set()
+    flusher.join()
+    assert bus.flush(30) and flushed and all(flushed)
+    for events in got.values():
+        assert len(events) == publishers * n
+        for p in range(publishers):
+            assert [i for tid, i in events if tid == p] == list(range(n))
+    assert bus.log == []
+    bus.close()
+
+
 def test_state_changed_carries_the_enum() -> None:
     e = ev.TaskStateChanged(0.0, 1, TaskState.RUNNING, 1, "host", 42)
     assert e.state is TaskState.RUNNING and e.pid == 42
