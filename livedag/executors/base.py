@@ -95,6 +95,9 @@ class Executor(abc.ABC):
     # is withdrawn then carries them back as `returned` (packed bytes, or None if they
     # were lost with the executor). See DataFlowKernel._lend.
     returns_arguments: bool = False
+    # True: tasks run in the kernel's own process (threads) and share its GIL; what else
+    # the kernel does (the run record's writing) is then better done in another process.
+    in_kernel_process: bool = False
     # True: submit() takes a TaskCall whose `inputs` are futures of tries running on this
     # executor, and runs it once they succeed, with their results, without the kernel in
     # between (a chain's steps follow each other in the executor). A try it cannot run so

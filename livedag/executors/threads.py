@@ -99,6 +99,8 @@ def _uninstall_router() -> None:
 class ThreadPoolExecutor(Executor):
     """Runs tasks in `max_threads` threads of this process (Parsl's parameters)."""
 
+    in_kernel_process = True
+
     def __init__(
         self,
         label: str = "threads",

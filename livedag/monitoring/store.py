@@ -1,17 +1,19 @@
 """The kernel's side of the run record: a subscriber of the event stream, one database.
 
     DataFlowKernel ──events──> EventBus ──batch, every 0.02 s, own thread──> Recorder._write
-        ──pickled, one frame per batch──> the writer process (writer.py) ──> fold.Batch
-        ──> one transaction ──> COMMIT ──> ack ──> Recorder.flush() returns
-                                                          <run_dir>/monitoring.db (schema.py)
+      tasks in worker processes: ──> Writer (writer.py) on that thread
+      tasks in the kernel's threads: ──pickled, a frame per batch──> the writer process
+    Writer: fold.Batch ──> one transaction ──> COMMIT      <run_dir>/monitoring.db (schema.py)
 
-The engine never waits for this, and the folding and SQLite run in another process: in
-a thread of the kernel they took the GIL from the tasks (bench/monitoring.py). Each batch
-is one transaction in a WAL database, so a kernel killed mid-run leaves every committed
-batch whole and nothing half-written (synchronous=NORMAL: a commit survives a killed
-process, not a power cut); its writer commits what it had read, then ends. Text columns
-are bounded: output tails, tracebacks and messages keep their end. When no process can be
-started, the same Writer runs on the subscriber's thread.
+The engine never waits for this. Where the writing happens follows where the tasks run:
+the folding and SQLite take ~12 µs of CPU per no-op task; beside tasks that share the
+kernel's GIL (the thread executor) that time is better spent in another process, beside
+worker processes on a small machine it is better spent in the kernel's spare GIL time
+(bench/monitoring.py). Each batch is one transaction in a WAL database, so a kernel killed
+mid-run leaves every committed batch whole and nothing half-written (synchronous=NORMAL:
+a commit survives a killed process, not a power cut); a writer process commits what it
+had read, then ends. Text columns are bounded: output tails, tracebacks and messages keep
+their end.
 """
 
 from __future__ import annotations
@@ -72,7 +74,9 @@ class RunRecord:
 
 
 class Recorder:
-    """The subscriber that hands one kernel's events to its writer process (writer.py)."""
+    """The subscriber that writes one kernel's events: from its own thread (a Writer) when
+    the tasks run in worker processes, through a writer process (writer.py) when they run
+    in the kernel's threads and share its GIL."""
 
     # Seconds a batch gathers: one pickle and one transaction per batch.
     DELAY = 0.02
@@ -85,9 +89,10 @@ class Recorder:
         self._shipped = 0  # handed to the writer
         self._sub: ev.Subscription | None = None
         self._proc: subprocess.Popen[bytes] | None = None
-        self._writer: Writer | None = None  # when no process could be started: this thread
+        self._writer: Writer | None = None  # writing on the bus thread, without a process
         self._acks: threading.Thread | None = None
         self._state = threading.Condition()  # batches, _shipped, _proc's end
+        self._lock = threading.Lock()  # _writer: the bus thread vs close()
         self.lost = False  # the writer died: what came after its last commit is not kept
 
     def __repr__(self) -> str:
@@ -96,13 +101,19 @@ class Recorder:
     # ------------------------------------------------------------ lifecycle
     def _start(self, dfk: Any) -> None:
         _create(self.path, dfk.run_dir)
-        try:
-            self._proc = self._spawn()
-        except OSError:
-            logger.warning("livedag run record: no writer process could be started; "
-                           "writing from a thread of the kernel", exc_info=True)
+        if not _tasks_in_kernel(dfk):
+            # The tasks run in worker processes: the kernel's GIL has time to spare, and
+            # on a small machine a writer process would take CPU time from theirs
+            # (bench/monitoring.py --executor htex, two CPUs: 15-18% against 3-5%).
             self._writer = Writer(self.path, self.options)
         else:
+            try:
+                self._proc = self._spawn()
+            except OSError:
+                logger.warning("livedag run record: no writer process could be started; "
+                               "writing from a thread of the kernel", exc_info=True)
+                self._writer = Writer(self.path, self.options)
+        if self._proc is not None:
             self._acks = threading.Thread(target=self._read_acks, daemon=True,
                                           name="livedag-monitoring-acks")
             self._acks.start()
@@ -153,20 +164,25 @@ class Recorder:
                 proc.kill()
         if self._acks is not None and self._acks is not threading.current_thread():
             self._acks.join(timeout)
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        with self._lock:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
 
     # ------------------------------------------------------------ the bus thread
     def _write(self, batch: Sequence[ev.Event]) -> None:
-        if self._writer is not None:
-            ended = self._writer.write(batch)
-            self.batches = self._writer.batches
+        if self._proc is None:  # written here (see _start)
+            with self._lock:
+                writer = self._writer
+                if writer is None:
+                    return  # closed
+                ended = writer.write(batch)
+                self.batches = writer.batches
             if ended:
                 self._stop()  # on the bus thread: no flush (it would wait for itself)
             return
         proc = self._proc
-        if proc is None or proc.poll() is not None:
+        if proc.poll() is not None:
             return  # the writer has ended (see _read_acks)
         items = batch.items() if isinstance(batch, ev.Batch) else list(batch)
         data = pickle.dumps(items, protocol=5)
@@ -207,6 +223,12 @@ class Recorder:
             sub, self._sub = self._sub, None
             sub.close()
             atexit.unregister(self.close)
+
+
+def _tasks_in_kernel(dfk: Any) -> bool:
+    """Does one of the kernel's executors run tasks in its own process (threads)?"""
+    executors = getattr(getattr(dfk, "config", None), "executors", None) or ()
+    return any(getattr(ex, "in_kernel_process", False) for ex in executors)
 
 
 def _create(path: str, run_dir: str) -> None:

@@ -275,7 +275,7 @@ print(livedag.dfk().executors[slow.task_record.executor].label, flush=True)
         "ix = livedag.dfk().executors[slow.task_record.executor].interchange_proc\n"
         "from livedag.monitoring import recorder_of\n"
         "rec = recorder_of(livedag.dfk())\n"
-        "print('alive:', ix.poll() is None, rec._proc.poll() is None, slow.done())\n"
+        "print('alive:', ix.poll() is None, not rec.lost, slow.done())\n"
         "gate.set()\n"
         "print(slow.result(timeout=30), before, inc(41).result(timeout=30))\n"
         "print('recorded:', rec.flush(10), [t.state.value for t in livedag.history()])"))

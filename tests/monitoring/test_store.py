@@ -242,6 +242,23 @@ def test_the_writer_is_a_process_of_its_own_outside_the_kernels_process_group(
     assert rows(run_dir, "SELECT ended FROM run")[0][0] is not None
 
 
+def test_beside_worker_processes_the_record_is_written_from_the_kernels_thread(
+    load_recorded,
+):
+    from livedag.executors import HighThroughputExecutor
+    from livedag.providers import LocalProvider
+
+    dfk = load_recorded(executors=[HighThroughputExecutor(
+        label="htex", max_workers_per_node=1, provider=LocalProvider(init_blocks=1))])
+    recorder = recorder_of(dfk)
+    assert recorder is not None and recorder._proc is None  # no writer process
+    assert [f.result(timeout=30) for f in [shout(i) for i in range(20)]] == [
+        2 * i for i in range(20)]
+    run_dir = finish(dfk)
+    assert rows(run_dir, "SELECT count(*) FROM tries WHERE outcome = 'exec_done'")[0][0] == 20
+    assert {r[0] for r in rows(run_dir, "SELECT pid FROM tries")} != {os.getpid()}
+
+
 def test_a_writer_that_dies_is_reported_and_the_tasks_carry_on(load_recorded, caplog):
     dfk = load_recorded()
     recorder = recorder_of(dfk)
