@@ -13,8 +13,9 @@ and median of the repeats:
 * plain: no subscriber, so the kernel builds no events at all;
 * null subscriber: events built and delivered to a callback that reads each one and keeps
   none (the price of any subscriber, the widget's too);
-* recorded: the run record (its writer is a process of its own, niced: on two CPUs it
-  competes with the tasks for CPU time, no longer for the kernel's GIL).
+* recorded: the run record (beside the thread executor its writer is a process of its
+  own, niced: on two CPUs it competes with the tasks for CPU time, not for the GIL;
+  beside the ZMQ executor it writes from the kernel's bus thread).
 
 * tasks/s        submit N no-op apps, then wait for every result (the engine's clock);
 * tasks/s + commit  the same, plus waiting until the record has committed the last event

@@ -53,7 +53,7 @@ def default_config() -> Any:
     this machine (the ZMQ executor), so that a crashing or memory-hungry task cannot take
     the notebook's kernel down with it, and C code's output is captured per task too; and
     the run record, so that a kernel restart keeps every task, traceback and output
-    (livedag.history(), livedag.show(run_dir=...)). Its writer is a process of its own."""
+    (livedag.history(), livedag.jupyter.show(run_dir=...))."""
     import livedag
     from livedag.executors.htex import HighThroughputExecutor
     from livedag.providers import LocalProvider
