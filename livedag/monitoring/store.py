@@ -155,7 +155,7 @@ class Recorder:
         atexit.unregister(self.close)
         proc = self._proc
         if proc is not None:
-            with contextlib.suppress(OSError):
+            with self._state, contextlib.suppress(OSError):  # not while a batch is written
                 proc.stdin.close()  # type: ignore[union-attr]  # the writer ends
             try:
                 proc.wait(timeout)
