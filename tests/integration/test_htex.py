@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import signal
 import sys
 import threading
 import time
@@ -286,6 +287,19 @@ def test_logs_go_under_the_run_dir(htex: Any) -> None:
         time.sleep(0.05)
     assert sorted(workers) == ["worker-0.log", "worker-1.log"]
     assert os.stat(os.path.join(logdir, "secret")).st_mode & 0o777 == 0o600
+
+
+def test_the_interchange_ignores_a_jupyter_interrupt_and_is_out_of_its_reach(
+    htex: Any,
+) -> None:
+    # Jupyter interrupts a cell with SIGINT to the kernel's process group (a real kernel:
+    # tests/jupyter/test_extension.py). The interchange is not in it, and ignores SIGINT.
+    ex, _ = htex()
+    ix = ex.interchange_proc
+    assert ix is not None and os.getpgid(ix.pid) != os.getpgid(0)
+    os.kill(ix.pid, signal.SIGINT)
+    assert ex.submit(call(os.getpid)).result(timeout=10) != os.getpid()
+    assert ix.poll() is None
 
 
 def test_events_are_ordered_running_output_then_result(htex: Any) -> None:

@@ -54,6 +54,10 @@ def spawn(stderr_path: str) -> subprocess.Popen[bytes]:
             [sys.executable, "-m", "livedag.executors.htex.interchange"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
             env=env_with_livedag(), close_fds=True,
+            # Out of the kernel's process group, which Jupyter sends SIGINT to when it
+            # interrupts a cell: even before the interchange's main() ignores SIGINT.
+            # (It still ends with the kernel: at the end of its stdin.)
+            start_new_session=True,
         )
 
 
