@@ -399,9 +399,10 @@ class EventBus:
                 sub.wakeup.set()
 
     def publish(self, event: Event) -> None:
-        self.log.append(event)
-        if self.asleep:
-            self.wake()
+        if self.active:  # with nobody to read it, the log would only grow
+            self.log.append(event)
+            if self.asleep:
+                self.wake()
 
     def emit(self, kind: type[Event], *fields: Any) -> None:
         """Publish `kind(*fields)`; subscribers build it when they read it (see Batch).
@@ -410,9 +411,10 @@ class EventBus:
         for this event alone, or ones the garbage collector does not track: numbers,
         strings, None, enum members, tuples of numbers.
         """
-        self.log += (kind, len(fields), *fields)  # one C call: no half record is read
-        if self.asleep:
-            self.wake()
+        if self.active:
+            self.log += (kind, len(fields), *fields)  # one C call: no half record is read
+            if self.asleep:
+                self.wake()
 
     def flush(self, timeout: float | None = 5.0) -> bool:
         """Wait until every subscriber has handled every event published so far."""

@@ -205,6 +205,7 @@ class ThreadPoolExecutor(Executor):
                 _reinstall_router()
             _local.sink = _Sink(publish, call.task_id, call.try_number)
             wall0, cpu0 = time.perf_counter(), time.thread_time()
+            error: BaseException | None = None
             try:
                 result = call.fn(*call.args, **call.kwargs)
             except BaseException as exc:
@@ -212,17 +213,17 @@ class ThreadPoolExecutor(Executor):
                 tb = exc.__traceback__
                 if tb is not None and tb.tb_next is not None and tb.tb_frame.f_code is _WORK_CODE:
                     exc.__traceback__ = tb.tb_next
-                _local.sink = None
-                used(call.task_id, call.try_number, time.time(), time.thread_time() - cpu0,
-                     0, time.perf_counter() - wall0)  # a thread has no memory of its own
-                fut.set_exception(exc)
-            else:
-                _local.sink = None
-                used(call.task_id, call.try_number, time.time(), time.thread_time() - cpu0,
-                     0, time.perf_counter() - wall0)
+                error, result = exc, None
+            _local.sink = None
+            # Before the future ends; a thread has no memory of its own (peak RSS 0).
+            used(call.task_id, call.try_number, time.time(), time.thread_time() - cpu0, 0,
+                 time.perf_counter() - wall0)
+            if error is None:
                 fut.set_result(result)
-                del result  # this thread keeps nothing of a finished task while it waits
-            del item, call, fut
+            else:
+                fut.set_exception(error)
+            # This thread keeps nothing of a finished task while it waits for the next.
+            del item, call, fut, result, error
             if len(self._threads) > self.max_threads + self._waiting and self._retire():
                 return
 

@@ -148,11 +148,14 @@ class Recorder:
         self.flush(timeout)
         self._stop(timeout)
 
-    def _stop(self, timeout: float = 5.0) -> None:
+    def _unsubscribe(self) -> None:
         sub, self._sub = self._sub, None
         if sub is not None:
             sub.close()
         atexit.unregister(self.close)
+
+    def _stop(self, timeout: float = 5.0) -> None:
+        self._unsubscribe()
         proc = self._proc
         if proc is not None:
             with self._state, contextlib.suppress(OSError):  # not while a batch is written
@@ -182,8 +185,6 @@ class Recorder:
                 self._stop()  # on the bus thread: no flush (it would wait for itself)
             return
         proc = self._proc
-        if proc.poll() is not None:
-            return  # the writer has ended (see _read_acks)
         items = batch.items() if isinstance(batch, ev.Batch) else list(batch)
         data = pickle.dumps(items, protocol=5)
         with self._state:
@@ -198,8 +199,9 @@ class Recorder:
         proc = self._proc
         with self._state:
             target = self._shipped
-            self._state.wait_for(lambda: self.batches >= target or proc is None
-                                 or proc.returncode is not None, timeout)
+            self._state.wait_for(lambda: self.batches >= target
+                                 or (proc is not None and proc.returncode is not None),
+                                 timeout)
             return self.batches >= target  # False too if the writer died before
 
     # ------------------------------------------------------------ the writer's acks
@@ -219,10 +221,7 @@ class Recorder:
             self.lost = True
             logger.error("livedag run record: its writer process exited with code %s; "
                          "the record of %s stops here. See %s", code, self.path, self.log_path)
-        if self._sub is not None:  # the writer ended first: at the kernel's cleanup, or lost
-            sub, self._sub = self._sub, None
-            sub.close()
-            atexit.unregister(self.close)
+        self._unsubscribe()  # if the writer ended first: at the kernel's cleanup, or lost
 
 
 def _tasks_in_kernel(dfk: Any) -> bool:

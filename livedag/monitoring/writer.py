@@ -42,8 +42,7 @@ class Writer:
     def __init__(self, path: str, options: Limits) -> None:
         conn = connect(path)
         try:
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA synchronous = NORMAL")  # WAL: store._create made it so
             self.seq = max_seq(conn)
             self.failures = {tid for (tid,) in conn.execute(
                 "SELECT task_id FROM tasks WHERE fail_seq IS NOT NULL")}

@@ -27,6 +27,8 @@ def test_bus_is_inactive_without_subscribers() -> None:
     bus = ev.EventBus()
     assert not bus.active
     bus.publish(_created(0))  # goes nowhere, raises nothing
+    bus.emit(ev.TaskStateChanged, 0.0, 0, TaskState.RUNNING, 1)
+    assert bus.log == []  # nothing kept for nobody
     sub = bus.subscribe(lambda batch: None)
     assert bus.active
     sub.close()
