@@ -64,12 +64,12 @@ from livedag.errors import (
 from livedag.executors.base import Executor, InputsNotForwarded, Reports, TaskCall
 from livedag.futures import AppFuture, DataFuture, File, LightFuture, record_of
 from livedag.serialize import unpack_arguments
-from livedag.task import TaskRecord, TaskState, TryRecord, check_move
+from livedag.task import StateMembers, TaskRecord, TaskState, TryRecord, check_move
 
 logger = logging.getLogger("livedag")
 
 INTERNAL = "_livedag_internal"
-_S = TaskState
+_S = StateMembers
 
 
 class _InlineExecutor(Executor):

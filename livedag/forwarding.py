@@ -22,12 +22,12 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from livedag.futures import AppFuture
-from livedag.task import TaskRecord, TaskState, check_move
+from livedag.task import StateMembers, TaskRecord, check_move
 
 if TYPE_CHECKING:
     from livedag.dataflow import DataFlowKernel
 
-_S = TaskState
+_S = StateMembers
 _RUNNING_STATES = (_S.LAUNCHED, _S.RUNNING)
 
 

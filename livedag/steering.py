@@ -25,12 +25,12 @@ from livedag import events as ev
 from livedag.apps import AppBase
 from livedag.errors import TaskCancelled
 from livedag.futures import AppFuture, DataFuture, keep_callback, record_of
-from livedag.task import TaskRecord, TaskState
+from livedag.task import StateMembers, TaskRecord
 
 if TYPE_CHECKING:
     from livedag.dataflow import DataFlowKernel
 
-_S = TaskState
+_S = StateMembers
 
 
 def cancel(dfk: DataFlowKernel, fut: AppFuture, reason: str) -> bool:

@@ -46,7 +46,9 @@ from livedag.jupyter.nodes import (
     make_origin,
     parse_origin,
 )
-from livedag.task import TaskState
+from livedag.task import StateMembers, TaskState
+
+_S = StateMembers  # TaskState's members, read per event (see StateMembers)
 
 __all__ = ["STATES", "Graph", "Group", "Node", "Try", "make_origin", "parse_origin",
            "seed_events"]
@@ -162,22 +164,22 @@ class Graph:
             return
         st = e.state
         state = VIEW_STATE[st]
-        if st is TaskState.LAUNCHED:
+        if st is _S.LAUNCHED:
             node.tries.append(Try(e.try_number, launched=e.time))
             if node.stdout or node.stderr:  # a new try starts with empty captures
                 node.stdout = node.stderr = ""
-        elif st is TaskState.RUNNING:
+        elif st is _S.RUNNING:
             attempt = node.try_for(e.try_number)
             attempt.started = attempt.started or e.time
             if e.host or e.pid is not None:
                 node.host, node.pid = attempt.host, attempt.pid = e.host, e.pid
                 node.block_id, node.job_id = e.block_id, e.job_id
-        elif st is TaskState.PENDING:
+        elif st is _S.PENDING:
             # Tries numbered above the event's never ran: a try launched ahead of its
             # inputs and given back (forwarding.py). A retry's pending keeps its tries.
             while node.tries and node.tries[-1].number > e.try_number:
                 node.tries.pop()
-        elif st is TaskState.MEMO_DONE:
+        elif st is _S.MEMO_DONE:
             node.tries.append(Try(e.try_number, launched=e.time, ended=e.time,
                                   outcome="cached"))
         elif state in FINAL and node.tries and node.tries[-1].ended is None:

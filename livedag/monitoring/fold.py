@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 from livedag import events as ev
 from livedag.monitoring.schema import pack_state_log
-from livedag.task import TaskState
+from livedag.task import StateMembers, TaskState
 
 
 class Limits(Protocol):
@@ -120,7 +120,7 @@ def _try_upsert(limit: int) -> tuple[str, str, str]:
     return head, group, tail
 
 
-_S = TaskState
+_S = StateMembers
 _FINAL = frozenset(st.value for st in TaskState if st.is_final)
 _SUCCESS = frozenset({_S.EXEC_DONE.value, _S.MEMO_DONE.value})
 _NO_FAILURE = {"fail_state": "", "exc_type": "", "message": "", "traceback": "",

@@ -10,6 +10,7 @@ from livedag.task import (
     LEGAL_MOVES,
     IllegalTransition,
     OutputBuffer,
+    StateMembers,
     TaskRecord,
     TaskState,
     check_move,
@@ -98,3 +99,12 @@ def test_task_record_reads_like_parsls_dict() -> None:
     assert record["try_id"] == 0
     assert record["func_name"] == "fit"
     assert record["status"] is S.PENDING
+
+
+def test_state_members_are_every_task_state_itself() -> None:
+    # The engine reads states through StateMembers (plain attributes, fast on 3.11): a
+    # state added to TaskState and missing there would be an AttributeError mid-run.
+    names = {n for n in vars(StateMembers) if not n.startswith("_")}
+    assert names == set(TaskState.__members__)
+    for name, member in TaskState.__members__.items():
+        assert getattr(StateMembers, name) is member
