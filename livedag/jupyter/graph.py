@@ -46,7 +46,7 @@ from livedag.jupyter.nodes import (
     make_origin,
     parse_origin,
 )
-from livedag.task import StateMembers, TaskState
+from livedag.task import StateMembers
 
 _S = StateMembers  # TaskState's members, read per event (see StateMembers)
 
@@ -211,7 +211,7 @@ class Graph:
             node.tries[-1].exc_type = e.exc_type
             node.tries[-1].outcome = "failed (retrying)" if e.will_retry else node.tries[-1].outcome
             node.tries[-1].ended = node.tries[-1].ended or e.time
-        if e.state is TaskState.DEP_FAIL:
+        if e.state is _S.DEP_FAIL:
             root = next((self.nodes[r] for r in e.root_cause_ids if r in self.nodes), None)
             if root is not None and root.id != node.id:
                 self._unfold(node)
@@ -587,7 +587,7 @@ def seed_events(records: Iterable[Any], *, time: float = 0.0) -> list[ev.Event]:
             summary = ev.summarize_args(r.args, r.kwargs)
         out.append(ev.TaskCreated(time, r.id, r.app_name, r.kind, r.executor, deps, r.origin,
                                   summary))
-        if r.state is not TaskState.PENDING:
+        if r.state is not _S.PENDING:
             attempt = r.tries[-1] if r.tries else None
             out.append(ev.TaskStateChanged(
                 time, r.id, r.state, r.try_number, attempt.host if attempt else "",
