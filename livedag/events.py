@@ -186,6 +186,12 @@ class Batch(Sequence[Event]):
         that hands the batch to another process pickles; Batch(items) there reads them."""
         return self._items if self._built is None else list(self._built)
 
+    def take(self) -> list[Any]:
+        """items(), handed over: the batch keeps nothing of them (see Subscription._deliver)."""
+        items = self.items()
+        self._items, self._built = [], None
+        return items
+
     def _all(self) -> list[Event]:
         if self._built is None:
             self._built = list(_build(self._items))
@@ -272,11 +278,13 @@ class Subscription:
     def _behind(self) -> bool:
         return self.cursor < min(self.bus._end(), self.stop)
 
-    def _deliver(self, batch: list[Any]) -> None:
-        if not batch:
+    def _deliver(self, items: list[Any]) -> None:
+        if not items:
             return
+        batch = Batch(items)
+        del items  # the batch holds them: a callback that take()s them frees them
         try:
-            self.callback(Batch(batch))
+            self.callback(batch)
         except Exception:
             self.errors += 1
             # Log the first failures in full, then one line per hundred.

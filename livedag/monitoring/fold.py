@@ -1,6 +1,7 @@
 """A batch of engine events folded into rows of the run record, written in one transaction.
 
-    Recorder._write(batch) ──> Batch.add(batch): in Python, one pass over the events
+    Recorder._write(batch) ──> Batch.add(batch): in Python, one pass over the log's items
+        (the kernel's records are read field by field, never built into Events)
         state change ──> a flat row of the state-event log
                      └─> the slots of its try and the newest state of its task
         task made, output, resources ──> a row, a text per (try, stream), try slots
@@ -92,6 +93,7 @@ _TRY_COLUMNS = ("task_id", "try_number", "launched", "ended", "outcome", "starte
 _WIDTH = len(_TRY_COLUMNS)
 _LAUNCHED, _ENDED, _OUTCOME, _STARTED = 2, 3, 4, 5  # _STARTED.. job_id: a running try
 _STDOUT, _STDERR, _USED = 10, 11, 12  # _USED.. resources_seq: what the try used
+_PLACE = ("", None, None, None)  # where a try ran: TaskStateChanged's host..job_id defaults
 _EMPTY_TRY = (None, None, "", None, "", None, None, None, "", "", None, None, None, None)
 
 
@@ -185,68 +187,107 @@ class Batch:
 
     # One loop with every branch inline, on purpose: a call per state change would cost
     # more than the rest of its handling (this loop is most of the recorder's Python).
-    def add(self, batch: Sequence[ev.Event]) -> None:  # noqa: PLR0912
+    def add(self, batch: ev.Batch | Sequence[Any]) -> None:  # noqa: PLR0912, PLR0915
+        """Fold a batch: an events.Batch, or a list of the bus log's items (records and
+        Event objects, see events.Batch; a list of Events is one too). The kernel's
+        records are read field by field, never built into Events: building them was a
+        third of the writer's time."""
+        items = batch.items() if isinstance(batch, ev.Batch) else batch
         seq, log, tries, try_at = self.seq, self.log, self.tries, self.try_at
         new_tasks, new_at, task_states, state_at = (self.new_tasks, self.new_at,
                                                     self.task_states, self.state_at)
         launched, running, memo = _S.LAUNCHED, _S.RUNNING, _S.MEMO_DONE.value
+        changed, created, resources = ev.TaskStateChanged, ev.TaskCreated, ev.TaskResources
         final_values = _FINAL
-        for e in batch:
+        i, end = 0, len(items)
+        while i < end:
+            item = items[i]
             seq += 1
-            if isinstance(e, ev.TaskStateChanged):
-                st, tid, n, when = e.state, e.task_id, e.try_number, e.time
-                value = st._value_  # not .value: Enum.value is a property, 5x slower
-                log += (seq, tid, value, n, when)
-                final = value in final_values
-                newest = (value, when if final else None, n)
-                at = new_at.get(tid)
-                if at is not None:
-                    new_tasks[at + 9:at + 12] = newest
-                elif (at := state_at.get(tid)) is not None:
-                    task_states[at + 1:at + 4] = newest
-                else:
-                    state_at[tid] = len(task_states)
-                    task_states.append(tid)
-                    task_states += newest
-                if st is launched:
-                    # No row yet: most tries start and end within a batch or two, and a
-                    # row written now would be rewritten then (an upsert that conflicts
-                    # costs four inserts). The launch waits for the try's first row;
-                    # state_log has it meanwhile.
-                    self.launches[tid, n] = when
-                elif st is running or (
-                        final and (value == memo or (n > 0 and st is not _S.DEP_FAIL))):
-                    at = try_at.get((tid, n))  # (a dependency failure never ran)
-                    if at is None:
-                        at = self._new_try(tid, n)
-                    if st is running:
-                        tries[at + _STARTED:at + _STDOUT] = (when, e.host, e.pid, e.block_id,
-                                                             e.job_id)
-                    else:
-                        if value == memo:
-                            tries[at + _LAUNCHED] = when
-                        if tries[at + _ENDED] is None:
-                            tries[at + _ENDED] = when
-                        tries[at + _OUTCOME] = value
-                if final and tid in self.failures and value in _SUCCESS:
-                    self._clear_failure(tid)
-            elif isinstance(e, ev.TaskCreated):
-                self._created(seq, e)
+            if item is changed:  # a record: (class, number of fields, fields...)
+                when, tid, st, n = items[i + 2], items[i + 3], items[i + 4], items[i + 5]
+                k = items[i + 1]
+                if st is running:
+                    place = tuple(items[i + 6:i + 2 + k])
+                i += 2 + k
+            elif type(item) is changed:  # published as an Event
+                when, tid, st, n = item.time, item.task_id, item.state, item.try_number
+                if st is running:
+                    place = (item.host, item.pid, item.block_id, item.job_id)
+                i += 1
             else:
-                self._other(seq, e)
+                if type(item) is type:  # another kind of record
+                    k = items[i + 1]
+                    fields = items[i + 2:i + 2 + k]
+                    i += 2 + k
+                    if item is created:
+                        self._created(seq, *fields)
+                    elif item is resources:
+                        self._used(seq, *fields)
+                    else:
+                        self._other(seq, item(*fields))
+                else:
+                    i += 1
+                    if type(item) is created:
+                        e: Any = item
+                        self._created(seq, e.time, e.task_id, e.app_name, e.kind, e.executor,
+                                      e.depends_on, e.origin, e.args_summary)
+                    else:
+                        self._other(seq, item)
+                continue
+            value = st._value_  # not .value: Enum.value is a property, 5x slower
+            log += (seq, tid, value, n, when)
+            final = value in final_values
+            newest = (value, when if final else None, n)
+            at = new_at.get(tid)
+            if at is not None:
+                new_tasks[at + 9:at + 12] = newest
+            elif (at := state_at.get(tid)) is not None:
+                task_states[at + 1:at + 4] = newest
+            else:
+                state_at[tid] = len(task_states)
+                task_states.append(tid)
+                task_states += newest
+            if st is launched:
+                # No row yet: most tries start and end within a batch or two, and a
+                # row written now would be rewritten then (an upsert that conflicts
+                # costs four inserts). The launch waits for the try's first row;
+                # state_log has it meanwhile.
+                self.launches[tid, n] = when
+            elif st is running or (
+                    final and (value == memo or (n > 0 and st is not _S.DEP_FAIL))):
+                at = try_at.get((tid, n))  # (a dependency failure never ran)
+                if at is None:
+                    at = self._new_try(tid, n)
+                if st is running:  # a record may leave out the last of host..job_id
+                    tries[at + _STARTED:at + _STDOUT] = (when, *place, *_PLACE[len(place):])
+                else:
+                    if value == memo:
+                        tries[at + _LAUNCHED] = when
+                    if tries[at + _ENDED] is None:
+                        tries[at + _ENDED] = when
+                    tries[at + _OUTCOME] = value
+            if final and tid in self.failures and value in _SUCCESS:
+                self._clear_failure(tid)
         self.seq = seq
 
-    def _created(self, seq: int, e: ev.TaskCreated) -> None:
-        self.new_at[e.task_id] = len(self.new_tasks)
-        deps = f"[{', '.join(map(str, e.depends_on))}]" if e.depends_on else "[]"
-        self.new_tasks += (e.task_id, seq, e.app_name, e.kind, e.executor, e.origin,
-                           e.args_summary, deps, e.time, "pending", None, 0)
+    def _created(self, seq: int, when: float, tid: int, app: str, kind: str, executor: str,
+                 depends_on: tuple[int, ...], origin: str | None, args: str = "") -> None:
+        self.new_at[tid] = len(self.new_tasks)
+        deps = f"[{', '.join(map(str, depends_on))}]" if depends_on else "[]"
+        self.new_tasks += (tid, seq, app, kind, executor, origin, args, deps, when, "pending",
+                           None, 0)
+
+    def _used(self, seq: int, when: float, tid: int, n: int, cpu_time: float, peak_rss: int,
+              wall_time: float) -> None:
+        """What a try used (TaskResources: one per try)."""
+        at = self._try(tid, n) + _USED
+        # A peak RSS of 0 means "not measured" (the thread executor): NULL, not 0 bytes.
+        self.tries[at:at + 4] = (cpu_time, peak_rss or None, wall_time, seq)
 
     def _other(self, seq: int, e: ev.Event) -> None:
-        if isinstance(e, ev.TaskResources):  # one per try
-            at = self._try(e.task_id, e.try_number) + _USED
-            # A peak RSS of 0 means "not measured" (the thread executor): NULL, not 0 bytes.
-            self.tries[at:at + 4] = (e.cpu_time, e.peak_rss or None, e.wall_time, seq)
+        if isinstance(e, ev.TaskResources):
+            self._used(seq, e.time, e.task_id, e.try_number, e.cpu_time, e.peak_rss,
+                       e.wall_time)
         elif isinstance(e, ev.TaskOutput):
             parts = self.output.get((e.task_id, e.try_number, e.stream))
             if parts is None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import dataclasses
+import fcntl
 import logging
 import os
 import pickle
@@ -46,6 +47,11 @@ from livedag.monitoring.schema import (
 from livedag.monitoring.writer import ACK, FRAME, Writer
 
 logger = logging.getLogger("livedag.monitoring")
+
+# Bytes the pipe to the writer process holds (Linux's default is 64 KiB): a batch of a
+# busy thread executor (~130 bytes a task, ~1,000 tasks) goes in one write, without
+# waiting for the writer to read its first part.
+PIPE_SIZE = 1 << 20
 
 __all__ = ["DB_NAME", "Recorder", "RunRecord", "attach", "recorder_of"]
 
@@ -114,6 +120,8 @@ class Recorder:
                                "writing from a thread of the kernel", exc_info=True)
                 self._writer = Writer(self.path, self.options)
         if self._proc is not None:
+            with contextlib.suppress(OSError, AttributeError):  # Linux: room for a batch
+                fcntl.fcntl(self._proc.stdin.fileno(), fcntl.F_SETPIPE_SZ, PIPE_SIZE)  # type: ignore[union-attr]
             self._acks = threading.Thread(target=self._read_acks, daemon=True,
                                           name="livedag-monitoring-acks")
             self._acks.start()
@@ -185,8 +193,11 @@ class Recorder:
                 self._stop()  # on the bus thread: no flush (it would wait for itself)
             return
         proc = self._proc
-        items = batch.items() if isinstance(batch, ev.Batch) else list(batch)
-        data = pickle.dumps(items, protocol=5)
+        data = pickle.dumps(batch.take() if isinstance(batch, ev.Batch) else list(batch),
+                            protocol=5)
+        # The batch's list is gone before the write lets the kernel's threads run: a list
+        # of tens of thousands of items, alive while they allocate, would be traversed by
+        # each of their young collections (and promoted, and traversed again).
         with self._state:
             try:
                 write_all(proc.stdin.fileno(), FRAME.pack(len(data)) + data)  # type: ignore[union-attr]

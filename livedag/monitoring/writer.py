@@ -2,7 +2,7 @@
 SQLite's work never share the kernel's GIL.
 
     kernel: Recorder, a bus subscriber ──a frame per batch: the log's items, pickled──> stdin
-    writer: frame ──> events.Batch ──> Writer.write: fold.Batch, one transaction, COMMIT
+    writer: frame ──> the log's items ──> Writer.write: fold.Batch, one transaction, COMMIT
             ──> stdout: 8 bytes, the number of batches committed so far (Recorder.flush)
 
 On a thread executor the kernel's tasks hold the GIL almost all the time: a recorder that
@@ -26,7 +26,8 @@ import pickle
 import sqlite3
 import struct
 import sys
-from collections.abc import Iterable
+from collections.abc import Sequence
+from typing import Any
 
 from livedag import events as ev
 from livedag.monitoring.fold import Batch, Limits
@@ -54,10 +55,11 @@ class Writer:
         self.waiting: dict[tuple[int, int], float] = {}  # see fold.Batch.waiting
         self.batches = 0
 
-    def write(self, events: Iterable[ev.Event]) -> bool:
-        """Commit one batch of events; True if it held the kernel's cleanup."""
+    def write(self, batch: ev.Batch | Sequence[Any]) -> bool:
+        """Commit one batch (an events.Batch, or the bus log's items: see fold.Batch.add);
+        True if it held the kernel's cleanup."""
         fold = Batch(self.seq, self.options, self.failures, self.waiting)
-        fold.add(events)
+        fold.add(batch)
         conn = self.conn
         conn.execute("BEGIN")
         try:
@@ -118,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
             frame = _read_exactly(stdin, FRAME.unpack(head)[0])
             if frame is None:
                 break  # the kernel died while writing it: only whole batches count
-            ended = writer.write(ev.Batch(pickle.loads(frame)))
+            ended = writer.write(pickle.loads(frame))  # the log's items, as the kernel had them
             try:
                 stdout.write(ACK.pack(writer.batches))
                 stdout.flush()

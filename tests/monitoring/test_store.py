@@ -368,6 +368,38 @@ def test_the_rows_do_not_depend_on_how_events_are_batched(load_recorded, recorde
     assert len(dumps[0]["tries"]) == 3 and dumps[0]["tries"][1][2] is not None
 
 
+def test_the_kernels_records_leave_the_rows_their_events_would(load_recorded, tmp_path):
+    """The writer reads the kernel's records (events.Batch) field by field, without
+    building their Events; a batch of Event objects must leave exactly the same rows."""
+    dfk = load_recorded(retries=1)
+    items: list[object] = []
+    dfk.bus.subscribe(lambda batch: items.extend(batch.items()), name="test")
+    dfk.task_origin = "cell:x:1"
+    with pytest.raises(livedag.errors.DependencyError):
+        shout(boom(shout(1, label="first"))).result(timeout=10)
+    assert [f.result(timeout=10) for f in [shout(i) for i in range(5)]] == [0, 2, 4, 6, 8]
+    finish(dfk)
+    assert any(type(item) is type for item in items)  # records, not only Events
+    events = list(ev.Batch(items))
+    assert {type(e) for e in events} >= {ev.TaskCreated, ev.TaskStateChanged, ev.TaskOutput,
+                                         ev.TaskResources, ev.TaskFailed}
+    dumps = []
+    for name, batch in (("records", ev.Batch(list(items))), ("events", events)):
+        kernel = _Kernel(str(tmp_path / name))
+        os.makedirs(kernel.run_dir)
+        recorder_ = attach(kernel)
+        recorder_._sub.close()  # fed by hand below
+        recorder_._write(batch)
+        recorder_.close()
+        dumps.append(_dump(kernel.run_dir))
+    assert dumps[0] == dumps[1]
+    assert len(dumps[0]["tasks"]) == 8 and len(dumps[0]["tries"]) == 8
+    ran = rows(str(tmp_path / "records"), "SELECT host, pid, cpu_time FROM tries "
+               "WHERE started IS NOT NULL")
+    assert len(ran) == 8 and all(r["host"] and r["pid"] == os.getpid() for r in ran)
+    assert all(r["cpu_time"] is not None for r in ran)
+
+
 def test_state_changes_are_a_packed_row_per_batch(load_recorded, recorder):
     dfk = load_recorded()
     dfk.bus.subscribe(recorder, name="test")

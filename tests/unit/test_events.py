@@ -152,6 +152,30 @@ def test_one_log_for_all_subscribers_read_in_order_and_then_dropped() -> None:
     bus.close()
 
 
+def test_a_subscriber_that_takes_its_batch_leaves_the_others_theirs() -> None:
+    """take() hands a batch's items over (the run record pickles them and drops them);
+    Batch(items) builds the same events again, and another subscriber is not touched."""
+    bus = ev.EventBus()
+    taken: list[Any] = []
+    seen: list[ev.Event] = []
+    left: list[int] = []
+
+    def take(batch: ev.Batch) -> None:
+        taken.extend(batch.take())
+        left.append(len(batch))
+
+    bus.subscribe(take, name="taker")
+    bus.subscribe(seen.extend, name="reader")
+    bus.emit(ev.TaskStateChanged, 1.0, 7, TaskState.RUNNING, 1, "host", 42)
+    bus.publish(_created(8))
+    assert bus.flush(10)
+    assert any(item is ev.TaskStateChanged for item in taken)  # a record, as it was logged
+    assert list(ev.Batch(taken)) == seen == [
+        ev.TaskStateChanged(1.0, 7, TaskState.RUNNING, 1, "host", 42), _created(8)]
+    assert set(left) == {0}
+    bus.close()
+
+
 def test_a_closing_subscriber_still_gets_what_came_before_while_another_is_stuck() -> None:
     bus = ev.EventBus()
     release = threading.Event()
