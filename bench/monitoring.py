@@ -27,20 +27,34 @@ Short runs flatter a store that lags: work it has not done when the last result 
 is not in "tasks/s" (it is in "+ commit"); --tasks 40000 shows the sustained cost. No
 asserts.
 
-Where the thread executor's cost goes (20,000 no-op tasks, 2 CPUs, 2026-12-08; variants
-in fresh processes, paired medians of 21, each +-3 points):
+Where the thread executor's cost goes (20,000 no-op tasks, 2 CPUs, 2026-12-08).
 
-* the kernel writing its records to the log, nobody reading:  8 %
-* + a subscriber slicing the log every 0.02 s and dropping it:  8 %
-* + pickling each batch into a pipe (a reader that discards): 11 %
-* + the writer process folding and committing (the record):   13 %
+Wall clock, variants in fresh processes, paired medians of 21 (each +-3 points; the same
+code measures 9-17 % from one hour to the next, as the machine's plain throughput moves
+between ~40k and ~57k tasks/s while the record's cost in microseconds stays put):
 
-In the engine each of these costs about three times what a loop over the same work costs
-(the log's items are cold by the time they are read): pickling ~1.2 µs a task against
-0.4 in a loop, the five records ~2 µs against 0.7. Fewer items per record (40 -> 31 a
-task) changed nothing measurable; a log of struct-packed bytes (no pickling, no object
-per item) measured 6-17 % in a rough prototype, no clear win either. Folding in the
-kernel's own thread instead of a process costs more (the fold is ~12 µs a task of CPU).
+* the kernel writing its records to the log, nobody reading:   8 %
+* + a subscriber that pickles each batch into a pipe and drops: 12-13 %
+* + the writer process folding and committing (the record):    15-17 %
+
+Instructions, counted by valgrind (cachegrind, 10,000 minus 5,000 tasks, collector off:
++-1,000 instructions, where wall clock is +-3 points): a plain no-op task is ~150,000
+instructions of the kernel's process, a recorded one ~15,000 more:
+
+* pickling the batch (bus thread):                          ~6,000 (40 %)
+* the records on the hot path (bytecode, tuples):          ~4,000
+* the log's list work (extend, slice, trim, free):         ~2,000
+* the rest (allocation, the bus and acks threads' Python): ~3,000
+
+That is ~40 values a task, ~300 instructions each from the hot path to the pipe. Tried,
+no better: marshal (0.31 µs a task against pickle's 0.27), msgpack (0.52), array('d') of
+an all-numbers layout (0.69), struct-packed records written on the hot path (the same
+15,000 instructions: the packing costs what pickling saved), merging a try's resources
+into its end record (one record fewer, the same instructions: holding and merging them
+costs the bytecode it saves), batch delays from 2 ms to 200 ms. The writer process adds
+~2-3 points on two CPUs (it competes for them: a process that reads and discards costs
+that much less); folding the kernel's records field by field instead of building their
+Events took its CPU from 11.5 to 9.5 µs a task.
 """
 
 from __future__ import annotations
