@@ -190,8 +190,8 @@ class Batch:
     def add(self, batch: ev.Batch | Sequence[Any]) -> None:  # noqa: PLR0912, PLR0915
         """Fold a batch: an events.Batch, or a list of the bus log's items (records and
         Event objects, see events.Batch; a list of Events is one too). The kernel's
-        records are read field by field, never built into Events: building them was a
-        third of the writer's time."""
+        records are read field by field, never built into Events (building them took ~2 of
+        the writer's ~11.5 µs a no-op task)."""
         items = batch.items() if isinstance(batch, ev.Batch) else batch
         seq, log, tries, try_at = self.seq, self.log, self.tries, self.try_at
         new_tasks, new_at, task_states, state_at = (self.new_tasks, self.new_at,

@@ -195,9 +195,8 @@ class Recorder:
         proc = self._proc
         data = pickle.dumps(batch.take() if isinstance(batch, ev.Batch) else list(batch),
                             protocol=5)
-        # The batch's list is gone before the write lets the kernel's threads run: a list
-        # of tens of thousands of items, alive while they allocate, would be traversed by
-        # each of their young collections (and promoted, and traversed again).
+        # The batch's list (tens of thousands of items) is gone before the write, which
+        # lets the kernel's threads run and allocate: their collections never walk it.
         with self._state:
             try:
                 write_all(proc.stdin.fileno(), FRAME.pack(len(data)) + data)  # type: ignore[union-attr]
