@@ -1,6 +1,7 @@
 """What the run record costs: N no-op tasks, with and without it.
 
     python -m bench.monitoring [--tasks 10000] [--repeat 5] [--executor threads|htex]
+    python -m bench.monitoring --instructions [--tasks 10000] [--executor ...]  (valgrind)
 
 `--executor threads` (the default: 4 threads) is the engine's cheapest path, where any
 per-task work of a subscriber is the largest share; `--executor htex` is the ZMQ executor
@@ -37,7 +38,7 @@ between ~40k and ~57k tasks/s while the record's cost in microseconds stays put)
 * + a subscriber that pickles each batch into a pipe and drops: 12-13 %
 * + the writer process folding and committing (the record):    15-17 %
 
-Instructions, counted by valgrind (cachegrind, 10,000 minus 5,000 tasks, collector off:
+Instructions, counted by valgrind (`--instructions`: 10,000 minus 5,000 tasks, collector off:
 +-1,000 instructions, where wall clock is +-3 points): a plain no-op task is ~150,000
 instructions of the kernel's process, a recorded one ~15,000 more:
 
@@ -60,8 +61,11 @@ Events took its CPU from 11.5 to 9.5 µs a task.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -81,7 +85,7 @@ def _read_all(batch: Sequence[Any]) -> None:
         pass
 
 
-def child(variant: str, n: int, executor: str = "threads") -> None:
+def child(variant: str, n: int, executor: str = "threads", collector: bool = True) -> None:
     import livedag
     from bench._common import livedag_executor
 
@@ -102,6 +106,8 @@ def child(variant: str, n: int, executor: str = "threads") -> None:
             dfk.bus.subscribe(_read_all, name="bench-null")
         for f in [noop() for _ in range(200)]:  # warm up: threads started, code paths hot
             f.result()
+        if not collector:
+            gc.disable()
         start = time.perf_counter()
         futures = [noop() for _ in range(n)]
         for f in futures:
@@ -137,15 +143,50 @@ def measure(variant: str, n: int, executor: str) -> dict[str, float]:
     return result
 
 
+def instructions(n: int, executor: str) -> None:
+    """Instructions per task of the kernel's process, counted by valgrind: each variant at
+    n/2 and n tasks, the difference over n/2 (start-up cancels out), the collector off
+    (what it costs depends on what the benchmark keeps: the wall clock has that). Other
+    processes (the record's writer, the ZMQ executor's workers) are not counted."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        sys.exit("--instructions needs valgrind (apt-get install valgrind)")
+    print(f"instructions per no-op task, kernel's process, {executor}, collector off "
+          f"({n // 2} and {n} tasks)")
+    per: dict[str, float] = {}
+    for variant in ("plain", "events", "recorded"):
+        counts = []
+        for tasks in (n // 2, n):
+            done = subprocess.run(
+                [valgrind, "--tool=cachegrind", "--cache-sim=no",
+                 "--cachegrind-out-file=/dev/null", sys.executable, "-m", "bench.monitoring",
+                 "--child", variant, "--tasks", str(tasks), "--executor", executor,
+                 "--no-collector"], capture_output=True, text=True, timeout=1800, check=False)
+            found = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
+            if done.returncode or found is None:
+                sys.exit(f"{variant}, {tasks} tasks, under valgrind: exit {done.returncode}\n"
+                         + done.stderr[-3000:])
+            counts.append(int(found.group(1).replace(",", "")))
+        per[variant] = (counts[1] - counts[0]) / (n - n // 2)
+        extra = per[variant] - per["plain"]
+        print(f"{variant:10}{per[variant]:>12,.0f}   {extra:+10,.0f} ({extra / per['plain']:+.1%})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--executor", choices=("threads", "htex"), default="threads")
     parser.add_argument("--child", choices=("plain", "events", "recorded"))
+    parser.add_argument("--no-collector", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--instructions", action="store_true",
+                        help="count instructions per task with valgrind (steadier than time)")
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.tasks, args.executor)
+        child(args.child, args.tasks, args.executor, collector=not args.no_collector)
+        return
+    if args.instructions:
+        instructions(args.tasks, args.executor)
         return
     runs: dict[str, list[dict[str, float]]] = {"plain": [], "events": [], "recorded": []}
     for _ in range(args.repeat):
