@@ -50,10 +50,11 @@ instructions of the kernel's process, a recorded one ~15,000 more:
 That is ~40 values a task, ~300 instructions each from the hot path to the pipe. Tried,
 no better: marshal (0.31 µs a task against pickle's 0.27), msgpack (0.52), array('d') of
 an all-numbers layout (0.69), struct-packed records written on the hot path (the same
-15,000 instructions: the packing costs what pickling saved), merging a try's resources
+15,000 instructions, the packing costs what pickling saved, and slower on the wall
+clock: 12.9 % against 9.2 % for pickling into a discarding reader), merging a try's resources
 into its end record (one record fewer, the same instructions: holding and merging them
 costs the bytecode it saves), batch delays from 2 ms to 200 ms. The writer process adds
-~2-3 points on two CPUs (it competes for them: a process that reads and discards costs
+~2-5 points on two CPUs (it competes for them: a process that reads and discards costs
 that much less); folding the kernel's records field by field instead of building their
 Events took its CPU from 11.5 to 9.5 µs a task.
 """
